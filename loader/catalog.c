@@ -1,0 +1,269 @@
+/* catalog: config + file metadata -> the validated description of what to read (catalog.h).
+ *
+ * Runs once, at open, on the opening thread. Order of checks: patterns expand to files, files
+ * open, datasets open and have supported types, conversions are allowed, sample counts agree
+ * within each file, sample shapes and output dtypes agree across files. The first failure stops
+ * the open with a message that names the file, the dataset and the field. */
+#include "catalog.h"
+
+#include <glob.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+
+/* Blocks for chunk shuffle of non-chunked datasets hold about this many bytes of the widest
+ * field: large enough that a block is read with few calls, small enough to shuffle well. */
+#define HFEED__UNCHUNKED_BLOCK_BYTES ((uint64_t)1 << 20)
+
+/* A growable list of file paths, freed with the catalog's file list. */
+struct paths {
+    char **v;
+    size_t n, cap;
+};
+
+static hfeed_status paths_add(struct paths *p, const char *path, struct hfeed__err *err)
+{
+    if (p->n == p->cap) {
+        const size_t cap = p->cap ? 2 * p->cap : 8;
+        char **v = hfeed__alloc(cap * sizeof *v);
+        if (v == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "file list: out of memory");
+        if (p->n > 0) memcpy(v, p->v, p->n * sizeof *v);
+        hfeed__free(p->v);
+        p->v = v;
+        p->cap = cap;
+    }
+    p->v[p->n] = hfeed__strdup(path);
+    if (p->v[p->n] == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "file list: out of memory");
+    p->n++;
+    return HFEED_OK;
+}
+
+static void paths_free(struct paths *p)
+{
+    for (size_t i = 0; i < p->n; i++) hfeed__free(p->v[i]);
+    hfeed__free(p->v);
+}
+
+/* Expands files[] in config order; a pattern's matches come sorted. A literal path is kept as
+ * is, so that a missing file is reported by name when it is opened. */
+static hfeed_status expand(const struct hfeed__config *cfg, struct paths *out,
+                           struct hfeed__err *err)
+{
+    for (size_t i = 0; i < cfg->nfiles; i++) {
+        const char *pat = cfg->files[i];
+        if (strpbrk(pat, "*?[") == NULL) {
+            HFEED__CHECK(paths_add(out, pat, err));
+            continue;
+        }
+        glob_t g;
+        const int rc = glob(pat, GLOB_ERR, NULL, &g);
+        hfeed_status st = HFEED_OK;
+        if (rc == GLOB_NOMATCH)
+            st = HFEED__FAIL(err, HFEED_E_FILE, "files[%zu]: pattern \"%s\" matches no file", i,
+                             pat);
+        else if (rc != 0)
+            st = HFEED__FAIL(err, HFEED_E_FILE, "files[%zu]: cannot expand pattern \"%s\"", i,
+                             pat);
+        for (size_t k = 0; st == HFEED_OK && k < g.gl_pathc; k++)
+            st = paths_add(out, g.gl_pathv[k], err);
+        if (rc == 0) globfree(&g);
+        HFEED__CHECK(st);
+    }
+    return HFEED_OK;
+}
+
+/* Checks one field's dataset in file `fi` against the field as set by earlier files (or sets
+ * it, for the first file) and plans its conversion. */
+static hfeed_status check_source(struct hfeed__catalog *c, const struct hfeed__field_config *fc,
+                                 struct hfeed__field *f, size_t fi, struct hfeed__err *err)
+{
+    struct hfeed__source *s = &f->sources[fi];
+    const char *path = hfeed__h5_file_path(c->files[fi]);
+    const struct hfeed__dset_info *in = &s->info;
+    if (in->rank - 1 > HFEED_MAX_SAMPLE_DIMS)
+        return HFEED__FAIL(err, HFEED_E_DATASET, "file \"%s\" dataset \"%s\": rank %d too high",
+                           path, fc->dataset, in->rank);
+    const hfeed_dtype want = fc->native ? hfeed__conv_native(in->type) : fc->dtype;
+    struct hfeed__err why = {0};
+    if (hfeed__conv_plan(in->type, want, &s->conv, &why) != HFEED_OK)
+        return HFEED__FAIL(err, HFEED_E_TYPE, "field \"%s\": file \"%s\" dataset \"%s\": %s",
+                           fc->name, path, fc->dataset, why.msg);
+    size_t elems = 1;
+    for (int d = 1; d < in->rank; d++) elems *= (size_t)in->dims[d];
+    s->stored_row_bytes = elems * in->type.size;
+    if (s->stored_row_bytes > f->max_stored_row_bytes)
+        f->max_stored_row_bytes = s->stored_row_bytes;
+    if (fi == 0) {
+        f->dtype = want;
+        f->sample_ndim = in->rank - 1;
+        for (int d = 1; d < in->rank; d++) f->sample_shape[d - 1] = in->dims[d];
+        f->row_elems = elems;
+        f->row_bytes = elems * hfeed_dtype_size(want);
+        return HFEED_OK;
+    }
+    bool same = f->sample_ndim == in->rank - 1;
+    for (int d = 1; same && d < in->rank; d++) same = f->sample_shape[d - 1] == in->dims[d];
+    if (!same)
+        return HFEED__FAIL(err, HFEED_E_DATASET,
+                           "field \"%s\": dataset \"%s\" has a different sample shape in file "
+                           "\"%s\" than in file \"%s\"",
+                           fc->name, fc->dataset, path, hfeed__h5_file_path(c->files[0]));
+    if (want != f->dtype)
+        return HFEED__FAIL(err, HFEED_E_TYPE,
+                           "field \"%s\": \"native\" is %s in file \"%s\" but %s in file "
+                           "\"%s\"; give the field an explicit dtype",
+                           fc->name, hfeed_dtype_name(want), path, hfeed_dtype_name(f->dtype),
+                           hfeed__h5_file_path(c->files[0]));
+    return HFEED_OK;
+}
+
+/* Opens every field's dataset in file fi and checks that their sample counts agree. */
+static hfeed_status open_file_fields(struct hfeed__catalog *c, const struct hfeed__config *cfg,
+                                     size_t fi, struct hfeed__err *err)
+{
+    for (size_t k = 0; k < c->nfields; k++) {
+        struct hfeed__source *s = &c->fields[k].sources[fi];
+        HFEED__CHECK(hfeed__h5_dset_open(c->files[fi], cfg->fields[k].dataset, &s->dset,
+                                         &s->info, err));
+        HFEED__CHECK(check_source(c, &cfg->fields[k], &c->fields[k], fi, err));
+        const uint64_t rows = s->info.dims[0], rows0 = c->fields[0].sources[fi].info.dims[0];
+        if (rows != rows0)
+            return HFEED__FAIL(err, HFEED_E_DATASET,
+                               "file \"%s\": field \"%s\" (dataset \"%s\") has %llu samples but "
+                               "field \"%s\" (dataset \"%s\") has %llu; every field of a file "
+                               "needs the same length along the first axis",
+                               hfeed__h5_file_path(c->files[fi]), cfg->fields[k].name,
+                               cfg->fields[k].dataset, (unsigned long long)rows,
+                               cfg->fields[0].name, cfg->fields[0].dataset,
+                               (unsigned long long)rows0);
+    }
+    c->file_start[fi + 1] = c->file_start[fi] + c->fields[0].sources[fi].info.dims[0];
+    return HFEED_OK;
+}
+
+/* Rows per shuffle block in file fi: the chunk rows of the widest field, or ~1 MiB of it. */
+static uint64_t block_rows(const struct hfeed__catalog *c, size_t fi)
+{
+    const struct hfeed__source *widest = &c->fields[0].sources[fi];
+    for (size_t k = 1; k < c->nfields; k++)
+        if (c->fields[k].sources[fi].stored_row_bytes > widest->stored_row_bytes)
+            widest = &c->fields[k].sources[fi];
+    if (widest->info.layout == HFEED__LAYOUT_CHUNKED && widest->info.chunk[0] > 0)
+        return widest->info.chunk[0];
+    const uint64_t row = widest->stored_row_bytes > 0 ? widest->stored_row_bytes : 1;
+    return HFEED__UNCHUNKED_BLOCK_BYTES / row > 0 ? HFEED__UNCHUNKED_BLOCK_BYTES / row : 1;
+}
+
+static hfeed_status make_blocks(struct hfeed__catalog *c, struct hfeed__err *err)
+{
+    size_t n = 0;
+    for (size_t pass = 0; pass < 2; pass++) {
+        n = 0;
+        for (size_t fi = 0; fi < c->nfiles; fi++) {
+            const uint64_t step = block_rows(c, fi);
+            for (uint64_t s = c->file_start[fi]; s < c->file_start[fi + 1]; s += step) {
+                if (pass == 1) c->block_starts[n] = s;
+                n++;
+            }
+        }
+        if (pass == 0) {
+            c->block_starts = hfeed__alloc(n * sizeof *c->block_starts);
+            if (c->block_starts == NULL)
+                return HFEED__FAIL(err, HFEED_E_NOMEM, "shuffle blocks: out of memory");
+        }
+    }
+    c->nblocks = n;
+    return HFEED_OK;
+}
+
+static hfeed_status alloc_catalog(const struct hfeed__config *cfg, struct paths *files,
+                                  struct hfeed__catalog *c, struct hfeed__err *err)
+{
+    c->nfiles = files->n;
+    c->nfields = cfg->nfields;
+    c->files = hfeed__calloc(files->n, sizeof *c->files);
+    c->file_start = hfeed__calloc(files->n + 1, sizeof *c->file_start);
+    c->fields = hfeed__calloc(cfg->nfields, sizeof *c->fields);
+    if (c->files == NULL || c->file_start == NULL || c->fields == NULL) {
+        c->nfields = c->fields == NULL ? 0 : c->nfields;
+        c->nfiles = c->files == NULL ? 0 : c->nfiles;
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "catalog: out of memory");
+    }
+    for (size_t k = 0; k < cfg->nfields; k++) {
+        c->fields[k].name = cfg->fields[k].name;
+        c->fields[k].dataset = cfg->fields[k].dataset;
+        c->fields[k].sources = hfeed__calloc(files->n, sizeof *c->fields[k].sources);
+        if (c->fields[k].sources == NULL)
+            return HFEED__FAIL(err, HFEED_E_NOMEM, "catalog: out of memory");
+    }
+    return HFEED_OK;
+}
+
+hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, struct hfeed__catalog **out,
+                                 struct hfeed__err *err)
+{
+    *out = NULL;
+    struct paths files = {0};
+    struct hfeed__catalog *c = hfeed__calloc(1, sizeof *c);
+    hfeed_status st = c == NULL ? HFEED__FAIL(err, HFEED_E_NOMEM, "catalog: out of memory")
+                                : expand(cfg, &files, err);
+    if (st == HFEED_OK) st = alloc_catalog(cfg, &files, c, err);
+    for (size_t fi = 0; st == HFEED_OK && fi < files.n; fi++) {
+        st = hfeed__h5_file_open(files.v[fi], &c->files[fi], err);
+        if (st == HFEED_OK) st = open_file_fields(c, cfg, fi, err);
+    }
+    if (st == HFEED_OK && c->file_start[c->nfiles] == 0)
+        st = HFEED__FAIL(err, HFEED_E_DATASET,
+                         "no samples: the %zu file(s) matched by \"files\" (first: \"%s\") hold "
+                         "0 rows of dataset \"%s\"",
+                         c->nfiles, files.v[0], cfg->fields[0].dataset);
+    if (st == HFEED_OK) st = make_blocks(c, err);
+    paths_free(&files);
+    if (st != HFEED_OK) {
+        hfeed__catalog_close(c);
+        return st;
+    }
+    *out = c;
+    return HFEED_OK;
+}
+
+size_t hfeed__catalog_locate(const struct hfeed__catalog *c, uint64_t index, uint64_t *row)
+{
+    size_t lo = 0, hi = c->nfiles; /* invariant: file_start[lo] <= index < file_start[hi] */
+    while (hi - lo > 1) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (c->file_start[mid] <= index)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    *row = index - c->file_start[lo];
+    return lo;
+}
+
+void hfeed__catalog_close_files(struct hfeed__catalog *c)
+{
+    if (c == NULL) return;
+    for (size_t k = 0; k < c->nfields; k++)
+        for (size_t fi = 0; c->fields[k].sources != NULL && fi < c->nfiles; fi++) {
+            hfeed__h5_dset_close(c->fields[k].sources[fi].dset);
+            c->fields[k].sources[fi].dset = NULL;
+        }
+    for (size_t fi = 0; c->files != NULL && fi < c->nfiles; fi++) {
+        hfeed__h5_file_close(c->files[fi]);
+        c->files[fi] = NULL;
+    }
+}
+
+void hfeed__catalog_close(struct hfeed__catalog *c)
+{
+    if (c == NULL) return;
+    hfeed__catalog_close_files(c);
+    for (size_t k = 0; k < c->nfields; k++) hfeed__free(c->fields[k].sources);
+    hfeed__free(c->files);
+    hfeed__free(c->file_start);
+    hfeed__free(c->fields);
+    hfeed__free(c->block_starts);
+    hfeed__free(c);
+}

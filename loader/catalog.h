@@ -1,0 +1,68 @@
+/* catalog: the config checked against the files' metadata, before the first batch.
+ *
+ * Expands the file patterns (glob, sorted, in config order), opens each file once and each
+ * field's dataset in it, and checks everything a read could later trip on: the dataset exists,
+ * its type is supported and converts to the field's dtype, every field has the same number of
+ * samples within a file, and a field's sample shape is the same in every file. The result is
+ * the plain description the sampler and the reader work from; nothing is read here. */
+#ifndef HFEED_CATALOG_H
+#define HFEED_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "convert.h"
+#include "h5io.h"
+
+/* One field in one file. */
+struct hfeed__source {
+    struct hfeed__h5dset *dset;
+    struct hfeed__dset_info info;
+    struct hfeed__conv conv;
+    size_t stored_row_bytes;    /* bytes of one sample as stored */
+};
+
+struct hfeed__field {
+    const char *name;           /* borrowed from the config */
+    const char *dataset;        /* borrowed from the config */
+    hfeed_dtype dtype;          /* output dtype ("native" resolved) */
+    int sample_ndim;
+    uint64_t sample_shape[HFEED_MAX_SAMPLE_DIMS];
+    size_t row_elems;           /* elements of one sample */
+    size_t row_bytes;           /* output bytes of one sample */
+    size_t max_stored_row_bytes;
+    struct hfeed__source *sources; /* one per file */
+};
+
+struct hfeed__catalog {
+    size_t nfiles;
+    struct hfeed__h5file **files;
+    uint64_t *file_start;       /* nfiles + 1 prefix sums of samples; [nfiles] = total */
+    size_t nfields;
+    struct hfeed__field *fields;
+    /* chunk shuffle blocks: starts of blocks of rows aligned to the chunking of the field with
+     * the most bytes per sample (non-chunked: about 1 MiB of it), never crossing a file. */
+    uint64_t *block_starts;
+    size_t nblocks;
+};
+
+/* Builds the catalog for cfg; log (may be NULL) hears warnings.
+ * Returns: HFEED_OK; HFEED_E_FILE, HFEED_E_DATASET, HFEED_E_TYPE or HFEED_E_NOMEM with a
+ * message naming the file, dataset and field.
+ * Ownership: *out is the caller's; free with hfeed__catalog_close(). It borrows strings from
+ * cfg, which must outlive it. */
+hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, struct hfeed__catalog **out,
+                                 struct hfeed__err *err);
+
+/* Which file holds global sample `index`, and its row there. */
+size_t hfeed__catalog_locate(const struct hfeed__catalog *c, uint64_t index, uint64_t *row);
+
+/* Closes every dataset and file but keeps the field descriptions (names, shapes, dtypes), for
+ * batches that outlive hfeed_loader_close(). NULL is fine. */
+void hfeed__catalog_close_files(struct hfeed__catalog *c);
+
+/* Closes datasets and files and frees; NULL and half-built catalogs are fine. */
+void hfeed__catalog_close(struct hfeed__catalog *c);
+
+#endif

@@ -1,0 +1,692 @@
+/* config: a JSON config text -> a validated struct hfeed__config (see config.h; the keys, types
+ * and defaults are documented in configs/README.md).
+ *
+ * DESIGN. cJSON parses the whole text into a tree first; this file then walks the tree once and
+ * copies what it keeps into our structs. Each object's keys are checked against a fixed list
+ * before any value is read (unknown and repeated keys are errors), then the keys are read in a
+ * fixed order, so the first problem found is the one reported. Every message starts with the key
+ * path (`fields[1].dtype: ...`) and says what was expected and what was found.
+ *
+ * Memory. Our structs come from hfeed__alloc and friends; the cJSON tree uses cJSON's default
+ * malloc and never outlives one call. A config is built in place and, on any failure, handed to
+ * hfeed__config_destroy(), which accepts it half built (arrays are zeroed and their counts set
+ * as soon as they are allocated).
+ *
+ * Globals: none. cJSON keeps its last parse error and its allocator hooks in process-wide
+ * statics, so we never call cJSON_GetErrorPtr() or cJSON_InitHooks(): the position of a parse
+ * error comes from return_parse_end, which is per call.
+ *
+ * Numbers. JSON numbers reach us as doubles. Integer keys accept only integral values below
+ * 2^53, where every integer is exact in a double, so no accepted value was silently rounded:
+ * 2.5, 1e300 and "3" are refused; 1e3 and 64.0 are the integers 1000 and 64. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "config.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+
+/* The largest integer accepted anywhere: 2^53 - 1, see "Numbers" above. */
+#define MAX_EXACT ((uint64_t)9007199254740991u)
+/* hfeed__config_load() refuses bigger files: a config is a few hundred bytes. */
+#define MAX_FILE_BYTES ((size_t)16 << 20)
+
+struct ctx {
+    const char *base_dir; /* as the caller gave it: NULL, relative or absolute */
+    char *abs_base;       /* base_dir made absolute; computed at the first relative path */
+    const char *(*getenv_fn)(const char *name);
+    struct hfeed__err *err;
+};
+
+/* A string a string-enum key accepts and the value it stands for. Lists end with {NULL, 0}. */
+struct choice {
+    const char *name;
+    int value;
+};
+
+static const struct choice shuffle_choices[] = {{"none", HFEED__SHUFFLE_NONE},
+                                                {"global", HFEED__SHUFFLE_GLOBAL},
+                                                {"chunk", HFEED__SHUFFLE_CHUNK},
+                                                {NULL, 0}};
+/* "native" maps to HFEED_DTYPE_INVALID, which struct hfeed__field_config uses for it. */
+static const struct choice dtype_choices[] = {
+    {"float32", HFEED_DTYPE_FLOAT32}, {"float64", HFEED_DTYPE_FLOAT64},
+    {"int32", HFEED_DTYPE_INT32},     {"int64", HFEED_DTYPE_INT64},
+    {"native", HFEED_DTYPE_INVALID},  {NULL, 0}};
+static const struct choice remainder_choices[] = {{"pad", 1}, {"drop", 0}, {NULL, 0}};
+static const struct choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
+                                               {"cpu", HFEED__DEVICE_CPU},
+                                               {"cuda", HFEED__DEVICE_CUDA},
+                                               {NULL, 0}};
+
+static const char *const top_keys[] = {"files",           "fields",   "batch_size",     "drop_last",
+                                       "shuffle",         "seed",     "shuffle_window", "epochs",
+                                       "workers",         "prefetch", "device",         "shard",
+                                       "shard_remainder", NULL};
+static const char *const field_keys[] = {"name", "dataset", "dtype", NULL};
+static const char *const shard_keys[] = {"rank", "world_size", NULL};
+
+/* Launchers' (rank, world size) variables for shard "env", in the order they are tried:
+ * torchrun and most launchers, Slurm, Open MPI. */
+static const char *const env_pairs[][2] = {
+    {"RANK", "WORLD_SIZE"},
+    {"SLURM_PROCID", "SLURM_NTASKS"},
+    {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+};
+
+/* ---- Message helpers ------------------------------------------------------------------------ */
+
+static hfeed_status nomem(struct hfeed__err *err)
+{
+    return HFEED__FAIL(err, HFEED_E_NOMEM, "config: out of memory");
+}
+
+/* Writes s in double quotes into buf (len >= 16): at most 40 bytes of it, "..." when cut (never
+ * inside a UTF-8 sequence), quotes and backslashes escaped, control bytes as \xNN, so that a
+ * message stays one short line. */
+static const char *quote(const char *s, char *buf, size_t len)
+{
+    size_t o = 0;
+    size_t i = 0;
+    buf[o++] = '"';
+    for (; s[i] != '\0' && i < 40 && o + 8 < len; i++) {
+        const unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20) {
+            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
+            continue;
+        }
+        if (ch == '"' || ch == '\\') buf[o++] = '\\';
+        buf[o++] = (char)ch;
+    }
+    if (s[i] != '\0') {
+        if (((unsigned char)s[i] & 0xC0) == 0x80) { /* the cut splits a character: drop it */
+            while (o > 1 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80)
+                o--;
+            if (o > 1 && (unsigned char)buf[o - 1] >= 0xC0) o--;
+        }
+        o += (size_t)snprintf(buf + o, len - o, "...");
+    }
+    snprintf(buf + o, len - o, "\"");
+    return buf;
+}
+
+/* Describes a JSON value for the "got ..." part of a message. */
+static const char *describe(const cJSON *v, char *buf, size_t len)
+{
+    const double d = v->valuedouble;
+    if (cJSON_IsString(v)) return quote(v->valuestring, buf, len);
+    if (cJSON_IsNumber(v) && d > -1e18 && d < 1e18 && d == (double)(long long)d)
+        snprintf(buf, len, "%lld", (long long)d);
+    else if (cJSON_IsNumber(v))
+        snprintf(buf, len, "%.15g", d);
+    else if (cJSON_IsBool(v))
+        snprintf(buf, len, "%s", cJSON_IsTrue(v) ? "true" : "false");
+    else if (cJSON_IsNull(v))
+        snprintf(buf, len, "null");
+    else if (cJSON_IsArray(v))
+        snprintf(buf, len, "%s", v->child == NULL ? "an empty array" : "an array");
+    else
+        snprintf(buf, len, "an object");
+    return buf;
+}
+
+/* Writes "where.key" (or "key" when where is NULL, the top level) into buf. */
+static const char *key_path(char *buf, size_t len, const char *where, const char *key)
+{
+    snprintf(buf, len, "%s%s%s", where ? where : "", where ? "." : "", key);
+    return buf;
+}
+
+/* Message arguments formatted into a compound literal, which lives until the end of the
+ * enclosing block (C11 6.5.2.5), so `HFEED__FAIL(..., GOT(v))` needs no buffer of its own. */
+#define GOT(v) describe((v), (char[64]){""}, 64)
+#define QUOTE(s) quote((s), (char[64]){""}, 64)
+#define PATH(where, key) key_path((char[96]){""}, 96, (where), (key))
+/* Records an HFEED_E_CONFIG message; in debug builds it ends with this file's line. */
+#define CFG_FAIL(err, ...) HFEED__FAIL((err), HFEED_E_CONFIG, __VA_ARGS__)
+
+/* ---- Generic key readers -------------------------------------------------------------------- */
+
+/* Fails on the first key of obj that is not in allowed (NULL-terminated) or that repeats. where
+ * is the object's key path, NULL for the top level. */
+static hfeed_status check_keys(const cJSON *obj, const char *const *allowed, const char *where,
+                               struct hfeed__err *err)
+{
+    unsigned long seen = 0; /* bit i: allowed[i] was met */
+    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
+        size_t i = 0;
+        while (allowed[i] != NULL && strcmp(allowed[i], c->string) != 0)
+            i++;
+        if (allowed[i] != NULL && (seen & (1ul << i)) == 0) {
+            seen |= 1ul << i;
+            continue;
+        }
+        const char *what = allowed[i] != NULL ? "duplicate" : "unknown";
+        if (where == NULL) return CFG_FAIL(err, "%s key %s (top level)", what, QUOTE(c->string));
+        return CFG_FAIL(err, "%s: %s key %s", where, what, QUOTE(c->string));
+    }
+    return HFEED_OK;
+}
+
+/* Points *out at obj's member key, failing when it is absent. */
+static hfeed_status require(const cJSON *obj, const char *where, const char *key, const cJSON **out,
+                            struct hfeed__err *err)
+{
+    *out = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (*out != NULL) return HFEED_OK;
+    return CFG_FAIL(err, "%s: required key missing", PATH(where, key));
+}
+
+/* Points *out at obj's member key, which must be a non-empty string. */
+static hfeed_status require_string(const cJSON *obj, const char *where, const char *key,
+                                   const char **out, struct hfeed__err *err)
+{
+    const cJSON *v = NULL;
+    HFEED__CHECK(require(obj, where, key, &v, err));
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0')
+        return CFG_FAIL(err, "%s: expected a non-empty string, got %s", PATH(where, key), GOT(v));
+    *out = v->valuestring;
+    return HFEED_OK;
+}
+
+/* Whether v is an integral number in [min, max] (max <= MAX_EXACT); stores it in *out. */
+static bool as_uint(const cJSON *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!cJSON_IsNumber(v)) return false;
+    const double d = v->valuedouble;
+    if (!(d >= (double)min && d <= (double)max)) return false; /* false for NaN too */
+    const uint64_t u = (uint64_t)d;
+    if ((double)u != d) return false;
+    *out = u;
+    return true;
+}
+
+/* Reads obj's member key as an integer in [min, max] into *out; absent keys keep *out. A max
+ * of MAX_EXACT means "no limit of its own" and is not spelled out unless exceeded. */
+static hfeed_status get_uint(const cJSON *obj, const char *where, const char *key, uint64_t min,
+                             uint64_t max, uint64_t *out, struct hfeed__err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const unsigned long long lo = min;
+    if (v == NULL || as_uint(v, min, max, out)) return HFEED_OK;
+    if (max != MAX_EXACT)
+        return CFG_FAIL(err, "%s: expected an integer from %llu to %llu, got %s", PATH(where, key),
+                        lo, (unsigned long long)max, GOT(v));
+    if (cJSON_IsNumber(v) && v->valuedouble > (double)max)
+        return CFG_FAIL(err, "%s: expected an integer >= %llu and below 2^53, got %s",
+                        PATH(where, key), lo, GOT(v));
+    return CFG_FAIL(err, "%s: expected an integer >= %llu, got %s", PATH(where, key), lo, GOT(v));
+}
+
+/* Reads the top-level key as true/false into *out; an absent key keeps *out. */
+static hfeed_status get_bool(const cJSON *obj, const char *key, bool *out, struct hfeed__err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (v == NULL) return HFEED_OK;
+    if (!cJSON_IsBool(v)) return CFG_FAIL(err, "%s: expected true or false, got %s", key, GOT(v));
+    *out = cJSON_IsTrue(v);
+    return HFEED_OK;
+}
+
+/* Looks s up in choices; stores its value in *out and returns true when found. */
+static bool find_choice(const struct choice *choices, const char *s, int *out)
+{
+    for (const struct choice *c = choices; c->name != NULL; c++) {
+        if (strcmp(c->name, s) == 0) {
+            *out = c->value;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Reads obj's member key as one of the strings in choices into *out; absent keys keep *out. */
+static hfeed_status get_enum(const cJSON *obj, const char *where, const char *key,
+                             const struct choice *choices, int *out, struct hfeed__err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char list[160] = "";
+    size_t used = 0;
+    if (v == NULL || (cJSON_IsString(v) && find_choice(choices, v->valuestring, out)))
+        return HFEED_OK;
+    for (const struct choice *c = choices; c->name != NULL && used < sizeof list; c++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s\"%s\"",
+                                 c == choices ? "" : ", ", c->name);
+    return CFG_FAIL(err, "%s: expected one of %s, got %s", PATH(where, key), list, GOT(v));
+}
+
+/* Parses s as a plain decimal integer (digits only: no sign, space or dot) no larger than max. */
+static bool parse_decimal(const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t n = 0;
+    if (*s == '\0') return false;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') return false;
+        const uint64_t digit = (uint64_t)(*s - '0');
+        if (digit > max || n > (max - digit) / 10) return false;
+        n = n * 10 + digit;
+    }
+    *out = n;
+    return true;
+}
+
+/* ---- Paths ---------------------------------------------------------------------------------- */
+
+/* Returns a new "dir/name", or NULL when out of memory. Trailing slashes of dir are dropped. */
+static char *join_path(const char *dir, const char *name)
+{
+    size_t ld = strlen(dir);
+    while (ld > 1 && dir[ld - 1] == '/')
+        ld--;
+    const size_t slash = (ld == 1 && dir[0] == '/') ? 0 : 1;
+    const size_t ln = strlen(name);
+    char *s = hfeed__alloc(ld + slash + ln + 1);
+    if (s == NULL) return NULL;
+    memcpy(s, dir, ld);
+    if (slash) s[ld] = '/';
+    memcpy(s + ld + slash, name, ln + 1);
+    return s;
+}
+
+/* Sets cx->abs_base: base_dir, made absolute against the current directory when needed. */
+static hfeed_status resolve_base(struct ctx *cx)
+{
+    char cwd[PATH_MAX];
+    char why[128] = "unknown error";
+    const char *base = cx->base_dir != NULL ? cx->base_dir : "";
+    if (base[0] == '/') {
+        cx->abs_base = hfeed__strdup(base);
+    } else if (getcwd(cwd, sizeof cwd) != NULL) {
+        cx->abs_base = base[0] != '\0' ? join_path(cwd, base) : hfeed__strdup(cwd);
+    } else {
+        (void)strerror_r(errno, why, sizeof why);
+        return HFEED__FAIL(cx->err, HFEED_E_FILE,
+                           "files: cannot make relative paths absolute: getcwd: %s", why);
+    }
+    return cx->abs_base != NULL ? HFEED_OK : nomem(cx->err);
+}
+
+/* Stores in *out a new copy of path, prefixed with the absolute base dir when relative. */
+static hfeed_status absolute_path(struct ctx *cx, const char *path, char **out)
+{
+    if (path[0] == '/') {
+        *out = hfeed__strdup(path);
+    } else {
+        if (cx->abs_base == NULL) HFEED__CHECK(resolve_base(cx));
+        *out = join_path(cx->abs_base, path);
+    }
+    return *out != NULL ? HFEED_OK : nomem(cx->err);
+}
+
+/* ---- Sections ------------------------------------------------------------------------------- */
+
+static hfeed_status parse_files(const cJSON *root, struct ctx *cx, struct hfeed__config *c)
+{
+    const cJSON *arr = NULL;
+    size_t i = 0;
+    HFEED__CHECK(require(root, NULL, "files", &arr, cx->err));
+    if (!cJSON_IsArray(arr) || arr->child == NULL)
+        return CFG_FAIL(cx->err,
+                        "files: expected a non-empty array of paths or glob patterns, got %s",
+                        GOT(arr));
+    const size_t n = (size_t)cJSON_GetArraySize(arr);
+    c->files = hfeed__calloc(n, sizeof *c->files);
+    if (c->files == NULL) return nomem(cx->err);
+    c->nfiles = n;
+    for (const cJSON *f = arr->child; f != NULL; f = f->next, i++) {
+        if (!cJSON_IsString(f) || f->valuestring[0] == '\0')
+            return CFG_FAIL(cx->err, "files[%zu]: expected a non-empty string, got %s", i, GOT(f));
+        HFEED__CHECK(absolute_path(cx, f->valuestring, &c->files[i]));
+    }
+    return HFEED_OK;
+}
+
+static hfeed_status parse_field(const cJSON *f, size_t i, struct hfeed__field_config *out,
+                                struct hfeed__err *err)
+{
+    char where[32];
+    const char *name = NULL;
+    const char *dataset = NULL;
+    int dtype = HFEED_DTYPE_FLOAT32;
+    snprintf(where, sizeof where, "fields[%zu]", i);
+    if (!cJSON_IsObject(f))
+        return CFG_FAIL(err, "%s: expected an object {\"name\": ..., \"dataset\": ...}, got %s",
+                        where, GOT(f));
+    HFEED__CHECK(check_keys(f, field_keys, where, err));
+    HFEED__CHECK(require_string(f, where, "name", &name, err));
+    HFEED__CHECK(require_string(f, where, "dataset", &dataset, err));
+    if (dataset[0] != '/' || dataset[1] == '\0')
+        return CFG_FAIL(err, "%s.dataset: expected an HDF5 path starting with \"/\", got %s", where,
+                        QUOTE(dataset));
+    HFEED__CHECK(get_enum(f, where, "dtype", dtype_choices, &dtype, err));
+    out->native = dtype == HFEED_DTYPE_INVALID;
+    out->dtype = (hfeed_dtype)dtype;
+    out->name = hfeed__strdup(name);
+    out->dataset = hfeed__strdup(dataset);
+    return out->name != NULL && out->dataset != NULL ? HFEED_OK : nomem(err);
+}
+
+static hfeed_status parse_fields(const cJSON *root, struct ctx *cx, struct hfeed__config *c)
+{
+    const cJSON *arr = NULL;
+    size_t i = 0;
+    HFEED__CHECK(require(root, NULL, "fields", &arr, cx->err));
+    if (!cJSON_IsArray(arr) || arr->child == NULL)
+        return CFG_FAIL(cx->err, "fields: expected a non-empty array of objects, got %s", GOT(arr));
+    const size_t n = (size_t)cJSON_GetArraySize(arr);
+    c->fields = hfeed__calloc(n, sizeof *c->fields);
+    if (c->fields == NULL) return nomem(cx->err);
+    c->nfields = n;
+    for (const cJSON *f = arr->child; f != NULL; f = f->next, i++) {
+        HFEED__CHECK(parse_field(f, i, &c->fields[i], cx->err));
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->fields[j].name, c->fields[i].name) == 0)
+                return CFG_FAIL(cx->err, "fields[%zu].name: %s is already the name of fields[%zu]",
+                                i, QUOTE(c->fields[i].name), j);
+        }
+    }
+    return HFEED_OK;
+}
+
+/* Reads the integer, boolean and enum keys, starting from the defaults already in c. */
+static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
+                                  struct hfeed__err *err)
+{
+    uint64_t window = c->shuffle_window;
+    uint64_t workers = c->workers;
+    uint64_t prefetch = c->prefetch;
+    int shuffle = (int)c->shuffle;
+    int pad = c->shard_pad;
+    HFEED__CHECK(get_uint(root, NULL, "batch_size", 1, MAX_EXACT, &c->batch_size, err));
+    HFEED__CHECK(get_bool(root, "drop_last", &c->drop_last, err));
+    HFEED__CHECK(get_enum(root, NULL, "shuffle", shuffle_choices, &shuffle, err));
+    HFEED__CHECK(get_uint(root, NULL, "seed", 0, MAX_EXACT, &c->seed, err));
+    HFEED__CHECK(get_uint(root, NULL, "shuffle_window", 1, UINT_MAX, &window, err));
+    HFEED__CHECK(get_uint(root, NULL, "epochs", 1, MAX_EXACT, &c->epochs, err));
+    HFEED__CHECK(get_uint(root, NULL, "workers", 1, 256, &workers, err));
+    HFEED__CHECK(get_uint(root, NULL, "prefetch", 1, 1024, &prefetch, err));
+    HFEED__CHECK(get_enum(root, NULL, "shard_remainder", remainder_choices, &pad, err));
+    c->shuffle = (enum hfeed__shuffle)shuffle;
+    c->shuffle_window = (unsigned)window;
+    c->workers = (unsigned)workers;
+    c->prefetch = (unsigned)prefetch;
+    c->shard_pad = pad != 0;
+    return HFEED_OK;
+}
+
+static hfeed_status parse_device(const cJSON *root, struct hfeed__config *c, struct hfeed__err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "device");
+    int device = HFEED__DEVICE_AUTO;
+    uint64_t index = 0;
+    if (v == NULL) return HFEED_OK;
+    if (cJSON_IsString(v) && find_choice(device_choices, v->valuestring, &device)) {
+        c->device = (enum hfeed__device_req)device;
+        c->device_index = device == HFEED__DEVICE_CUDA ? 0 : -1;
+        return HFEED_OK;
+    }
+    if (cJSON_IsString(v) && strncmp(v->valuestring, "cuda:", 5) == 0 &&
+        parse_decimal(v->valuestring + 5, INT_MAX, &index)) {
+        c->device = HFEED__DEVICE_CUDA;
+        c->device_index = (int)index;
+        return HFEED_OK;
+    }
+    return CFG_FAIL(err,
+                    "device: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (N a decimal "
+                    "integer >= 0), got %s",
+                    GOT(v));
+}
+
+static hfeed_status shard_from_object(const cJSON *obj, struct hfeed__config *c,
+                                      struct hfeed__err *err)
+{
+    const cJSON *v = NULL;
+    uint64_t rank = 0;
+    uint64_t world = 1;
+    HFEED__CHECK(check_keys(obj, shard_keys, "shard", err));
+    HFEED__CHECK(require(obj, "shard", "rank", &v, err));
+    HFEED__CHECK(require(obj, "shard", "world_size", &v, err));
+    HFEED__CHECK(get_uint(obj, "shard", "world_size", 1, UINT_MAX, &world, err));
+    HFEED__CHECK(get_uint(obj, "shard", "rank", 0, UINT_MAX, &rank, err));
+    if (rank >= world)
+        return CFG_FAIL(err, "shard.rank: expected an integer < shard.world_size (%llu), got %llu",
+                        (unsigned long long)world, (unsigned long long)rank);
+    c->rank = (unsigned)rank;
+    c->world_size = (unsigned)world;
+    return HFEED_OK;
+}
+
+/* Reads rank and world size from the first launcher variable pair that is set in full (a
+ * variable set to "" counts as set, and is then refused as malformed). */
+static hfeed_status shard_from_env(struct ctx *cx, struct hfeed__config *c)
+{
+    for (size_t i = 0; i < sizeof env_pairs / sizeof env_pairs[0]; i++) {
+        const char *const *names = env_pairs[i];
+        const char *rank_s = cx->getenv_fn(names[0]);
+        const char *world_s = cx->getenv_fn(names[1]);
+        uint64_t rank = 0;
+        uint64_t world = 0;
+        if (rank_s == NULL || world_s == NULL) continue;
+        if (!parse_decimal(world_s, UINT_MAX, &world) || world == 0)
+            return CFG_FAIL(cx->err, "shard: \"env\": %s=%s: expected a decimal integer >= 1",
+                            names[1], QUOTE(world_s));
+        if (!parse_decimal(rank_s, UINT_MAX, &rank))
+            return CFG_FAIL(cx->err, "shard: \"env\": %s=%s: expected a decimal integer >= 0",
+                            names[0], QUOTE(rank_s));
+        if (rank >= world)
+            return CFG_FAIL(cx->err, "shard: \"env\": %s=%llu: expected a value below %s=%llu",
+                            names[0], (unsigned long long)rank, names[1],
+                            (unsigned long long)world);
+        c->rank = (unsigned)rank;
+        c->world_size = (unsigned)world;
+        c->shard_from_env = true;
+        return HFEED_OK;
+    }
+    return CFG_FAIL(cx->err,
+                    "shard: \"env\" but none of RANK/WORLD_SIZE, SLURM_PROCID/SLURM_NTASKS, "
+                    "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE is set");
+}
+
+static hfeed_status parse_shard(const cJSON *root, struct ctx *cx, struct hfeed__config *c)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "shard");
+    if (v == NULL) return HFEED_OK;
+    if (cJSON_IsObject(v)) return shard_from_object(v, c, cx->err);
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "env") == 0) return shard_from_env(cx, c);
+    return CFG_FAIL(cx->err,
+                    "shard: expected an object {\"rank\": R, \"world_size\": W} or \"env\", "
+                    "got %s",
+                    GOT(v));
+}
+
+static hfeed_status parse_root(const cJSON *root, struct ctx *cx, struct hfeed__config *c)
+{
+    if (!cJSON_IsObject(root))
+        return CFG_FAIL(cx->err, "top level: expected an object, got %s", GOT(root));
+    HFEED__CHECK(check_keys(root, top_keys, NULL, cx->err));
+    HFEED__CHECK(parse_files(root, cx, c));
+    HFEED__CHECK(parse_fields(root, cx, c));
+    HFEED__CHECK(parse_scalars(root, c, cx->err));
+    HFEED__CHECK(parse_device(root, c, cx->err));
+    return parse_shard(root, cx, c);
+}
+
+/* ---- Entry points --------------------------------------------------------------------------- */
+
+/* Reports where cJSON stopped as a 1-based line and column (in bytes). cJSON stops at the
+ * mistake or just after the token before it (after a trailing comma, past the closing brace), so
+ * whitespace there is skipped back over to point at that token. */
+static hfeed_status json_error(const char *json, const char *at, struct hfeed__err *err)
+{
+    size_t line = 1;
+    const char *line_start = json;
+    char near[24] = "";
+    if (at == NULL || at < json) at = json;
+    while (*at != '\0' && at > json && strchr(" \t\r\n", *at) != NULL)
+        at--;
+    for (const char *p = json; p < at; p++) {
+        if (*p == '\n') {
+            line++;
+            line_start = p + 1;
+        }
+    }
+    const size_t col = (size_t)(at - line_start) + 1;
+    if (*at == '\0')
+        return CFG_FAIL(err, "malformed JSON at line %zu, column %zu (end of text)", line, col);
+    const size_t n = strcspn(at, "\r\n");
+    memcpy(near, at, n < sizeof near - 1 ? n : sizeof near - 1);
+    return CFG_FAIL(err, "malformed JSON at line %zu, column %zu, near %s", line, col, QUOTE(near));
+}
+
+static const char *system_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
+                                 const char *(*getenv_fn)(const char *name),
+                                 struct hfeed__config **out, struct hfeed__err *err)
+{
+    const char *end = NULL;
+    if (out == NULL || json == NULL)
+        return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "config: NULL json or out");
+    *out = NULL;
+    if (strncmp(json, "\xEF\xBB\xBF", 3) == 0) json += 3; /* a UTF-8 byte order mark */
+    /* The length counts the terminator, so that cJSON refuses text after the value. */
+    cJSON *root = cJSON_ParseWithLengthOpts(json, strlen(json) + 1, &end, 1);
+    if (root == NULL) return json_error(json, end, err);
+    struct ctx cx = {base_dir, NULL, getenv_fn != NULL ? getenv_fn : system_getenv, err};
+    struct hfeed__config *c = hfeed__calloc(1, sizeof *c);
+    hfeed_status st = c != NULL ? HFEED_OK : nomem(err);
+    if (st == HFEED_OK) {
+        /* The defaults of every optional key (configs/README.md lists the same). */
+        *c = (struct hfeed__config){.batch_size = 256,
+                                    .shuffle = HFEED__SHUFFLE_NONE,
+                                    .shuffle_window = 4,
+                                    .epochs = 1,
+                                    .workers = 2,
+                                    .prefetch = 4,
+                                    .device = HFEED__DEVICE_AUTO,
+                                    .device_index = -1,
+                                    .world_size = 1,
+                                    .shard_pad = true};
+        st = parse_root(root, &cx, c);
+    }
+    cJSON_Delete(root);
+    hfeed__free(cx.abs_base);
+    if (st != HFEED_OK) {
+        hfeed__config_destroy(c);
+        return st;
+    }
+    *out = c;
+    return HFEED_OK;
+}
+
+void hfeed__config_destroy(struct hfeed__config *c)
+{
+    if (c == NULL) return;
+    for (size_t i = 0; c->files != NULL && i < c->nfiles; i++)
+        hfeed__free(c->files[i]);
+    for (size_t i = 0; c->fields != NULL && i < c->nfields; i++) {
+        hfeed__free(c->fields[i].name);
+        hfeed__free(c->fields[i].dataset);
+    }
+    hfeed__free(c->files);
+    hfeed__free(c->fields);
+    hfeed__free(c);
+}
+
+/* Records `config file "path": <strerror(e)>` as HFEED_E_FILE. */
+static hfeed_status file_error(const char *path, int e, struct hfeed__err *err)
+{
+    char why[128] = "unknown error";
+    (void)strerror_r(e, why, sizeof why);
+    return HFEED__FAIL(err, HFEED_E_FILE, "config file \"%s\": %s", path, why);
+}
+
+/* Doubles the buffer *buf of *cap bytes (4096 at first), keeping its first len bytes. */
+static bool grow(char **buf, size_t len, size_t *cap)
+{
+    const size_t want = *cap > 0 ? 2 * *cap : 4096;
+    char *bigger = hfeed__alloc(want);
+    if (bigger == NULL) return false;
+    if (len > 0) memcpy(bigger, *buf, len);
+    hfeed__free(*buf);
+    *buf = bigger;
+    *cap = want;
+    return true;
+}
+
+/* Reads the whole file at path into a new NUL-terminated buffer *out (freed by the caller, also
+ * on failure). The buffer grows as needed: the file may be a pipe, whose size is unknown. */
+static hfeed_status read_text(const char *path, char **out, struct hfeed__err *err)
+{
+    size_t len = 0;
+    size_t cap = 0;
+    hfeed_status st = HFEED_OK;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return file_error(path, errno, err);
+    while (st == HFEED_OK) {
+        if (len + 1 >= cap && cap >= MAX_FILE_BYTES)
+            st = file_error(path, EFBIG, err);
+        else if (len + 1 >= cap && !grow(out, len, &cap))
+            st = nomem(err);
+        if (st != HFEED_OK) break;
+        const size_t got = fread(*out + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0 && ferror(f)) st = file_error(path, errno, err);
+        if (got == 0) break;
+    }
+    fclose(f);
+    if (st != HFEED_OK) return st;
+    (*out)[len] = '\0';
+    if (strlen(*out) != len)
+        return CFG_FAIL(err, "%s: contains a NUL byte at offset %zu", path, strlen(*out));
+    return HFEED_OK;
+}
+
+/* Stores in *out a new copy of path's folder, or NULL (the current directory) for a bare name. */
+static hfeed_status folder_of(const char *path, char **out, struct hfeed__err *err)
+{
+    const char *slash = strrchr(path, '/');
+    *out = NULL;
+    if (slash == NULL) return HFEED_OK;
+    *out = hfeed__strdup(path);
+    if (*out == NULL) return nomem(err);
+    /* "/cfg.json" -> "/", "a/b/cfg.json" -> "a/b" */
+    (*out)[slash == path ? 1 : (size_t)(slash - path)] = '\0';
+    return HFEED_OK;
+}
+
+hfeed_status hfeed__config_load(const char *path, struct hfeed__config **out,
+                                struct hfeed__err *err)
+{
+    char *text = NULL;
+    char *dir = NULL;
+    if (out == NULL || path == NULL)
+        return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "config: NULL path or out");
+    *out = NULL;
+    const bool fresh = err != NULL && err->code == HFEED_OK;
+    hfeed_status st = read_text(path, &text, err);
+    if (st == HFEED_OK) st = folder_of(path, &dir, err);
+    if (st == HFEED_OK) {
+        st = hfeed__config_parse(text, dir, NULL, out, err);
+        /* Messages about the content name the file first, as compilers do: "path: ...". */
+        if (st == HFEED_E_CONFIG && fresh) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%.200s: %.800s", path, err->msg);
+            memcpy(err->msg, msg, sizeof msg);
+        }
+    }
+    hfeed__free(text);
+    hfeed__free(dir);
+    return st;
+}

@@ -1,0 +1,73 @@
+/* config: a JSON config (cJSON) -> a validated plain struct. cJSON never leaves config.c.
+ *
+ * Validation is complete before any I/O: every key is checked for type and range, unknown keys
+ * are errors, and every message names the key path (`fields[1].dtype`) and what was expected.
+ * Defaults are documented in configs/README.md and applied here, nowhere else. Nothing in this
+ * module touches files (globs are expanded by the catalog), but shard "env" is resolved here,
+ * from the environment, when the config is parsed. */
+#ifndef HFEED_CONFIG_H
+#define HFEED_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+enum hfeed__shuffle {
+    HFEED__SHUFFLE_NONE = 0,
+    HFEED__SHUFFLE_GLOBAL = 1,
+    HFEED__SHUFFLE_CHUNK = 2,
+};
+
+enum hfeed__device_req {
+    HFEED__DEVICE_AUTO = 0,
+    HFEED__DEVICE_CPU = 1,
+    HFEED__DEVICE_CUDA = 2,
+};
+
+struct hfeed__field_config {
+    char *name;            /* unique among fields, non-empty */
+    char *dataset;         /* HDF5 path, e.g. "/features" */
+    bool native;           /* "dtype": "native": keep the stored type, native byte order */
+    hfeed_dtype dtype;     /* float32, float64, int32 or int64 when !native; INVALID when native */
+};
+
+struct hfeed__config {
+    char **files;          /* patterns as written, made absolute against the base dir */
+    size_t nfiles;
+    struct hfeed__field_config *fields;
+    size_t nfields;
+    uint64_t batch_size;   /* >= 1; default 256 */
+    bool drop_last;        /* default false */
+    enum hfeed__shuffle shuffle;   /* default none */
+    uint64_t seed;         /* default 0 */
+    unsigned shuffle_window; /* chunk shuffle: blocks per window, >= 1; default 4 */
+    uint64_t epochs;       /* >= 1; default 1 */
+    unsigned workers;      /* >= 1; default 2 */
+    unsigned prefetch;     /* batch slots, >= 1; default 4 */
+    enum hfeed__device_req device; /* default auto */
+    int device_index;      /* "cuda:N" -> N; "cuda" -> 0; -1 for cpu/auto */
+    unsigned rank;         /* default 0 */
+    unsigned world_size;   /* >= 1, rank < world_size; default 1 */
+    bool shard_from_env;   /* "shard": "env" (rank/world_size were read from the environment) */
+    bool shard_pad;        /* "shard_remainder": "pad" (default) repeats samples; "drop" drops */
+};
+
+/* Parses and validates json. base_dir (NULL = current directory) makes relative file paths
+ * absolute. getenv_fn (NULL = getenv) answers shard "env" lookups, so tests can supply theirs.
+ * Returns: HFEED_OK, HFEED_E_CONFIG (message names the key path) or HFEED_E_NOMEM.
+ * Ownership: *out is the caller's; free with hfeed__config_destroy(). */
+hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
+                                 const char *(*getenv_fn)(const char *name),
+                                 struct hfeed__config **out, struct hfeed__err *err);
+
+/* Reads the file at path and parses it with its folder as base_dir.
+ * Returns: as hfeed__config_parse(), or HFEED_E_FILE when the file cannot be read. */
+hfeed_status hfeed__config_load(const char *path, struct hfeed__config **out,
+                                struct hfeed__err *err);
+
+/* Frees a config; NULL and half-built configs are fine. */
+void hfeed__config_destroy(struct hfeed__config *c);
+
+#endif

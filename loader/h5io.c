@@ -1,0 +1,464 @@
+/* h5io: every HDF5 call, serialised behind one process-wide lock (see h5io.h).
+ *
+ * The lock `h5_lock` is the library's one allowed mutable global: HDF5 is a process-wide library
+ * with process-wide state (and, in a non-thread-safe build, no locking of its own), so the lock
+ * that guards it must be process-wide too, shared by every loader. Lock order: h5_lock is a leaf;
+ * nothing else is ever acquired while it is held, and no callback runs under it.
+ *
+ * Every public function here: takes the lock, turns HDF5's automatic error printing off for this
+ * thread (error stacks are per thread in thread-safe builds), makes its HDF5 calls, and on failure
+ * copies HDF5's error stack into our message before releasing the lock. */
+#include "h5io.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct hfeed__h5file {
+    hid_t id;
+    char *path;
+};
+
+struct hfeed__h5dset {
+    hid_t id;
+    hid_t type;   /* the stored type; reads and writes use it, so HDF5 converts nothing */
+    int rank;
+    hsize_t dims[HFEED__MAX_RANK];
+    char *name;
+    const struct hfeed__h5file *file;
+};
+
+static void lock(void)
+{
+    pthread_mutex_lock(&h5_lock);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void unlock(void)
+{
+    pthread_mutex_unlock(&h5_lock);
+}
+
+struct stack_text {
+    char *buf;
+    size_t len, used;
+};
+
+static herr_t add_frame(unsigned n, const H5E_error2_t *e, void *data)
+{
+    struct stack_text *t = data;
+    (void)n;
+    if (t->used + 1 >= t->len) return 0;
+    const int w = snprintf(t->buf + t->used, t->len - t->used, "%s%s(): %s",
+                           t->used > 0 ? "; " : "", e->func_name, e->desc ? e->desc : "");
+    if (w > 0) t->used += (size_t)w < t->len - t->used ? (size_t)w : t->len - t->used - 1;
+    return 0;
+}
+
+/* Records `what` followed by HDF5's current error stack, then clears the stack. Lock held. */
+static hfeed_status fail_h5(struct hfeed__err *err, hfeed_status code, const char *what)
+{
+    char stack[512] = "";
+    struct stack_text t = {stack, sizeof stack, 0};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, add_frame, &t);
+    H5Eclear2(H5E_DEFAULT);
+    return hfeed__err_set(err, code, "%s: %s", what, stack[0] ? stack : "HDF5 gave no details");
+}
+
+bool hfeed__h5_threadsafe(void)
+{
+#ifdef H5_HAVE_THREADSAFE
+    return true;
+#else
+    return false;
+#endif
+}
+
+static hfeed_status file_new(const char *path, struct hfeed__h5file **out, struct hfeed__err *err)
+{
+    struct hfeed__h5file *f = hfeed__calloc(1, sizeof *f);
+    char *p = hfeed__strdup(path);
+    if (f == NULL || p == NULL) {
+        hfeed__free(f);
+        hfeed__free(p);
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "file \"%s\": out of memory", path);
+    }
+    f->id = H5I_INVALID_HID;
+    f->path = p;
+    *out = f;
+    return HFEED_OK;
+}
+
+hfeed_status hfeed__h5_file_open(const char *path, struct hfeed__h5file **out,
+                                 struct hfeed__err *err)
+{
+    *out = NULL;
+    /* HDF5's own text for a missing file is a dozen frames deep; errno says it in one word. */
+    if (access(path, R_OK) != 0)
+        return HFEED__FAIL(err, HFEED_E_FILE, "file \"%s\": %s", path, strerror(errno));
+    struct hfeed__h5file *f = NULL;
+    HFEED__CHECK(file_new(path, &f, err));
+    char what[HFEED_ERRBUF_SIZE / 2];
+    hfeed_status st = HFEED_OK;
+    lock();
+    const htri_t is_h5 = H5Fis_hdf5(path);
+    if (is_h5 <= 0) {
+        snprintf(what, sizeof what, "file \"%s\": not an HDF5 file", path);
+        st = is_h5 == 0 ? hfeed__err_set(err, HFEED_E_FILE, "%s", what)
+                        : fail_h5(err, HFEED_E_FILE, what);
+    } else {
+        f->id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f->id < 0) {
+            snprintf(what, sizeof what, "file \"%s\": cannot open (truncated or damaged?)", path);
+            st = fail_h5(err, HFEED_E_FILE, what);
+        }
+    }
+    unlock();
+    if (st != HFEED_OK) {
+        hfeed__h5_file_close(f);
+        return st;
+    }
+    *out = f;
+    return HFEED_OK;
+}
+
+hfeed_status hfeed__h5_file_create(const char *path, struct hfeed__h5file **out,
+                                   struct hfeed__err *err)
+{
+    *out = NULL;
+    struct hfeed__h5file *f = NULL;
+    HFEED__CHECK(file_new(path, &f, err));
+    hfeed_status st = HFEED_OK;
+    lock();
+    f->id = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f->id < 0) {
+        char what[HFEED_ERRBUF_SIZE / 2];
+        snprintf(what, sizeof what, "file \"%s\": cannot create", path);
+        st = fail_h5(err, HFEED_E_FILE, what);
+    }
+    unlock();
+    if (st != HFEED_OK) {
+        hfeed__h5_file_close(f);
+        return st;
+    }
+    *out = f;
+    return HFEED_OK;
+}
+
+void hfeed__h5_file_close(struct hfeed__h5file *f)
+{
+    if (f == NULL) return;
+    if (f->id >= 0) {
+        lock();
+        H5Fclose(f->id);
+        H5Eclear2(H5E_DEFAULT);
+        unlock();
+    }
+    hfeed__free(f->path);
+    hfeed__free(f);
+}
+
+const char *hfeed__h5_file_path(const struct hfeed__h5file *f)
+{
+    return f->path;
+}
+
+/* IEEE 754 field layout of a float type of `size` bytes: sign pos, exponent pos and size,
+ * mantissa pos and size, exponent bias. Anything else (VAX, custom minifloats) is refused. */
+static bool is_ieee(hid_t t, size_t size)
+{
+    static const struct {
+        size_t size, spos, epos, esize, mpos, msize, bias;
+    } ieee[] = {{2, 15, 10, 5, 0, 10, 15}, {4, 31, 23, 8, 0, 23, 127}, {8, 63, 52, 11, 0, 52, 1023}};
+    size_t spos, epos, esize, mpos, msize;
+    if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) return false;
+    const size_t bias = H5Tget_ebias(t);
+    for (size_t i = 0; i < sizeof ieee / sizeof ieee[0]; i++) {
+        if (ieee[i].size == size)
+            return spos == ieee[i].spos && epos == ieee[i].epos && esize == ieee[i].esize &&
+                   mpos == ieee[i].mpos && msize == ieee[i].msize && bias == ieee[i].bias &&
+                   H5Tget_precision(t) == 8 * size && H5Tget_offset(t) == 0;
+    }
+    return false;
+}
+
+static const char *class_name(H5T_class_t c)
+{
+    switch (c) {
+    case H5T_INTEGER: return "integer";
+    case H5T_FLOAT: return "float";
+    case H5T_TIME: return "time";
+    case H5T_STRING: return "string";
+    case H5T_BITFIELD: return "bitfield";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_COMPOUND: return "compound";
+    case H5T_REFERENCE: return "reference";
+    case H5T_ENUM: return "enum";
+    case H5T_VLEN: return "variable-length";
+    case H5T_ARRAY: return "array";
+    default: return "unknown";
+    }
+}
+
+/* Describes a stored type, or explains why we do not read it. Lock held. */
+static hfeed_status describe_type(hid_t t, const struct hfeed__h5dset *d, struct hfeed__type *out,
+                                  struct hfeed__err *err)
+{
+    const H5T_class_t cls = H5Tget_class(t);
+    const size_t size = H5Tget_size(t);
+    const H5T_order_t order = H5Tget_order(t);
+    bool ok = (order == H5T_ORDER_LE || order == H5T_ORDER_BE);
+    if (cls == H5T_INTEGER) {
+        ok = ok && (size == 1 || size == 2 || size == 4 || size == 8) &&
+             H5Tget_precision(t) == 8 * size && H5Tget_offset(t) == 0;
+        out->cls = H5Tget_sign(t) == H5T_SGN_2 ? HFEED__CLASS_INT : HFEED__CLASS_UINT;
+    } else if (cls == H5T_FLOAT) {
+        ok = ok && is_ieee(t, size);
+        out->cls = HFEED__CLASS_FLOAT;
+    } else {
+        return hfeed__err_set(err, HFEED_E_TYPE,
+                              "file \"%s\" dataset \"%s\": unsupported %s type; h5feed reads "
+                              "integer and IEEE float datasets",
+                              d->file->path, d->name, class_name(cls));
+    }
+    if (!ok)
+        return hfeed__err_set(err, HFEED_E_TYPE,
+                              "file \"%s\" dataset \"%s\": unsupported %zu-byte %s layout "
+                              "(need 1/2/4/8-byte integers or IEEE binary16/32/64, LE or BE)",
+                              d->file->path, d->name, size, class_name(cls));
+    out->size = size;
+    out->big_endian = order == H5T_ORDER_BE;
+    return HFEED_OK;
+}
+
+/* Fills info's shape and layout from the open dataset d. Lock held. */
+static hfeed_status describe_shape(struct hfeed__h5dset *d, struct hfeed__dset_info *info,
+                                   struct hfeed__err *err)
+{
+    char what[HFEED_ERRBUF_SIZE / 2];
+    snprintf(what, sizeof what, "file \"%s\" dataset \"%s\"", d->file->path, d->name);
+    const hid_t space = H5Dget_space(d->id);
+    if (space < 0) return fail_h5(err, HFEED_E_DATASET, what);
+    const int rank = H5Sget_simple_extent_ndims(space);
+    const H5S_class_t sclass = H5Sget_simple_extent_type(space);
+    if (rank > 0 && rank <= HFEED__MAX_RANK) H5Sget_simple_extent_dims(space, d->dims, NULL);
+    H5Sclose(space);
+    if (sclass != H5S_SIMPLE || rank < 1)
+        return hfeed__err_set(err, HFEED_E_DATASET,
+                              "%s: is a scalar or empty dataspace; need an array whose first "
+                              "axis indexes samples", what);
+    if (rank > HFEED__MAX_RANK)
+        return hfeed__err_set(err, HFEED_E_DATASET, "%s: rank %d is above the limit of %d",
+                              what, rank, HFEED__MAX_RANK);
+    d->rank = rank;
+    info->rank = rank;
+    for (int i = 0; i < rank; i++) info->dims[i] = d->dims[i];
+
+    const hid_t dcpl = H5Dget_create_plist(d->id);
+    if (dcpl < 0) return fail_h5(err, HFEED_E_DATASET, what);
+    const H5D_layout_t layout = H5Pget_layout(dcpl);
+    info->layout = layout == H5D_CONTIGUOUS ? HFEED__LAYOUT_CONTIGUOUS
+                   : layout == H5D_CHUNKED  ? HFEED__LAYOUT_CHUNKED
+                   : layout == H5D_COMPACT  ? HFEED__LAYOUT_COMPACT
+                                            : HFEED__LAYOUT_OTHER;
+    if (layout == H5D_CHUNKED) {
+        hsize_t chunk[HFEED__MAX_RANK];
+        H5Pget_chunk(dcpl, rank, chunk);
+        for (int i = 0; i < rank; i++) info->chunk[i] = chunk[i];
+    }
+    H5Pclose(dcpl);
+    return HFEED_OK;
+}
+
+hfeed_status hfeed__h5_dset_open(struct hfeed__h5file *f, const char *name,
+                                 struct hfeed__h5dset **out, struct hfeed__dset_info *info,
+                                 struct hfeed__err *err)
+{
+    *out = NULL;
+    memset(info, 0, sizeof *info);
+    struct hfeed__h5dset *d = hfeed__calloc(1, sizeof *d);
+    if (d == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "dataset \"%s\": out of memory", name);
+    d->id = H5I_INVALID_HID;
+    d->type = H5I_INVALID_HID;
+    d->file = f;
+    d->name = hfeed__strdup(name);
+    if (d->name == NULL) {
+        hfeed__free(d);
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "dataset \"%s\": out of memory", name);
+    }
+    hfeed_status st = HFEED_OK;
+    lock();
+    /* H5Lexists first, so that a missing dataset is one clear sentence, not an HDF5 stack. */
+    const htri_t exists = name[0] == '/' && name[1] == '\0' ? 0 : H5Lexists(f->id, name, H5P_DEFAULT);
+    if (exists <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        st = hfeed__err_set(err, HFEED_E_DATASET, "file \"%s\": dataset \"%s\" not found",
+                            f->path, name);
+    } else {
+        d->id = H5Dopen2(f->id, name, H5P_DEFAULT);
+        if (d->id < 0) {
+            char what[HFEED_ERRBUF_SIZE / 2];
+            snprintf(what, sizeof what, "file \"%s\": \"%s\" is not a readable dataset",
+                     f->path, name);
+            st = fail_h5(err, HFEED_E_DATASET, what);
+        }
+    }
+    if (st == HFEED_OK) {
+        d->type = H5Dget_type(d->id);
+        st = describe_type(d->type, d, &info->type, err);
+    }
+    if (st == HFEED_OK) st = describe_shape(d, info, err);
+    unlock();
+    if (st != HFEED_OK) {
+        hfeed__h5_dset_close(d);
+        return st;
+    }
+    *out = d;
+    return HFEED_OK;
+}
+
+/* Builds an HDF5 type for a stored type description. Lock held. */
+static hid_t make_type(struct hfeed__type t)
+{
+    const hid_t le[2][4] = {{H5T_STD_I8LE, H5T_STD_I16LE, H5T_STD_I32LE, H5T_STD_I64LE},
+                            {H5T_STD_U8LE, H5T_STD_U16LE, H5T_STD_U32LE, H5T_STD_U64LE}};
+    const size_t which = t.size == 1 ? 0 : t.size == 2 ? 1 : t.size == 4 ? 2 : 3;
+    hid_t base;
+    if (t.cls == HFEED__CLASS_FLOAT) {
+        base = H5Tcopy(t.size == 8 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE);
+        if (t.size == 2) { /* binary16: HDF5 1.10 has no predefined type for it */
+            H5Tset_fields(base, 15, 10, 5, 0, 10);
+            H5Tset_size(base, 2);
+            H5Tset_ebias(base, 15);
+        }
+    } else {
+        base = H5Tcopy(le[t.cls == HFEED__CLASS_UINT][which]);
+    }
+    if (base >= 0) H5Tset_order(base, t.big_endian ? H5T_ORDER_BE : H5T_ORDER_LE);
+    return base;
+}
+
+hfeed_status hfeed__h5_dset_create(struct hfeed__h5file *f, const char *name,
+                                   struct hfeed__type type, int rank, const uint64_t *dims,
+                                   uint64_t chunk_rows, int gzip_level, bool shuffle,
+                                   bool fletcher32, struct hfeed__h5dset **out,
+                                   struct hfeed__err *err)
+{
+    *out = NULL;
+    if (rank < 1 || rank > HFEED__MAX_RANK)
+        return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "dataset \"%s\": rank %d", name, rank);
+    struct hfeed__h5dset *d = hfeed__calloc(1, sizeof *d);
+    char *dname = hfeed__strdup(name);
+    if (d == NULL || dname == NULL) {
+        hfeed__free(d);
+        hfeed__free(dname);
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "dataset \"%s\": out of memory", name);
+    }
+    d->name = dname;
+    d->file = f;
+    d->rank = rank;
+    hsize_t chunk[HFEED__MAX_RANK];
+    for (int i = 0; i < rank; i++) {
+        d->dims[i] = dims[i];
+        chunk[i] = dims[i] > 0 ? dims[i] : 1;
+    }
+    if (chunk_rows > 0 && chunk[0] > chunk_rows) chunk[0] = chunk_rows;
+    hfeed_status st = HFEED_OK;
+    lock();
+    d->type = make_type(type);
+    const hid_t space = H5Screate_simple(rank, d->dims, NULL);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk_rows > 0) {
+        H5Pset_chunk(dcpl, rank, chunk);
+        if (shuffle) H5Pset_shuffle(dcpl);
+        if (gzip_level > 0) H5Pset_deflate(dcpl, (unsigned)gzip_level);
+        if (fletcher32) H5Pset_fletcher32(dcpl);
+    }
+    d->id = H5Dcreate2(f->id, name, d->type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (d->id < 0) {
+        char what[HFEED_ERRBUF_SIZE / 2];
+        snprintf(what, sizeof what, "file \"%s\": cannot create dataset \"%s\"", f->path, name);
+        st = fail_h5(err, HFEED_E_FILE, what);
+    }
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    unlock();
+    if (st != HFEED_OK) {
+        hfeed__h5_dset_close(d);
+        return st;
+    }
+    *out = d;
+    return HFEED_OK;
+}
+
+void hfeed__h5_dset_close(struct hfeed__h5dset *d)
+{
+    if (d == NULL) return;
+    lock();
+    if (d->type >= 0) H5Tclose(d->type);
+    if (d->id >= 0) H5Dclose(d->id);
+    H5Eclear2(H5E_DEFAULT);
+    unlock();
+    hfeed__free(d->name);
+    hfeed__free(d);
+}
+
+/* Selects rows [row, row + nrows) in the file and a matching dense memory space. Lock held. */
+static hfeed_status select_rows(const struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
+                                hid_t *fspace, hid_t *mspace)
+{
+    hsize_t start[HFEED__MAX_RANK] = {0}, count[HFEED__MAX_RANK];
+    for (int i = 0; i < d->rank; i++) count[i] = d->dims[i];
+    start[0] = row;
+    count[0] = nrows;
+    *fspace = H5Dget_space(d->id);
+    *mspace = H5Screate_simple(d->rank, count, NULL);
+    if (*fspace < 0 || *mspace < 0 ||
+        H5Sselect_hyperslab(*fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0)
+        return HFEED_E_READ;
+    return HFEED_OK;
+}
+
+/* Reads or writes rows; `what` names the operation for the message. */
+static hfeed_status transfer_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
+                                  void *rbuf, const void *wbuf, hfeed_status fail_code,
+                                  struct hfeed__err *err)
+{
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    hfeed_status st = HFEED_OK;
+    lock();
+    herr_t rc = -1;
+    if (select_rows(d, row, nrows, &fspace, &mspace) == HFEED_OK)
+        rc = rbuf != NULL ? H5Dread(d->id, d->type, mspace, fspace, H5P_DEFAULT, rbuf)
+                          : H5Dwrite(d->id, d->type, mspace, fspace, H5P_DEFAULT, wbuf);
+    if (rc < 0) {
+        char what[HFEED_ERRBUF_SIZE / 2];
+        snprintf(what, sizeof what, "file \"%s\" dataset \"%s\" rows %llu..%llu: %s failed",
+                 d->file->path, d->name, (unsigned long long)row,
+                 (unsigned long long)(row + nrows - 1), rbuf != NULL ? "H5Dread" : "H5Dwrite");
+        st = fail_h5(err, fail_code, what);
+    }
+    if (mspace >= 0) H5Sclose(mspace);
+    if (fspace >= 0) H5Sclose(fspace);
+    unlock();
+    return st;
+}
+
+hfeed_status hfeed__h5_dset_read_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
+                                      void *dst, struct hfeed__err *err)
+{
+    return transfer_rows(d, row, nrows, dst, NULL, HFEED_E_READ, err);
+}
+
+hfeed_status hfeed__h5_dset_write_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
+                                       const void *src, struct hfeed__err *err)
+{
+    return transfer_rows(d, row, nrows, NULL, src, HFEED_E_FILE, err);
+}

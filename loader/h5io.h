@@ -1,0 +1,91 @@
+/* h5io: every HDF5 call of the library, each behind one process-wide lock.
+ *
+ * HDF5 built without thread safety (Debian's serial build) must never be entered by two threads,
+ * and a thread-safe build serialises every call behind its own global lock anyway. So each
+ * function here takes the lock for its HDF5 calls, turns HDF5's automatic error printing off,
+ * and turns a failure into a message that names the file and dataset and carries HDF5's error
+ * stack text. No other file includes hdf5.h.
+ *
+ * Reads return the stored bytes (the file's own type and byte order); conversion is convert's
+ * job, so that the later direct chunk path (#3) and this one hand the same bytes to convert. */
+#ifndef HFEED_H5IO_H
+#define HFEED_H5IO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "types.h"
+
+#define HFEED__MAX_RANK (HFEED_MAX_SAMPLE_DIMS + 1)
+
+struct hfeed__h5file;
+struct hfeed__h5dset;
+
+enum hfeed__layout {
+    HFEED__LAYOUT_CONTIGUOUS = 1,
+    HFEED__LAYOUT_CHUNKED = 2,
+    HFEED__LAYOUT_COMPACT = 3,
+    HFEED__LAYOUT_OTHER = 4,  /* virtual, external: read through H5Dread like every other */
+};
+
+/* What the catalog needs to know of a dataset. */
+struct hfeed__dset_info {
+    struct hfeed__type type;
+    int rank;                         /* >= 1 */
+    uint64_t dims[HFEED__MAX_RANK];
+    enum hfeed__layout layout;
+    uint64_t chunk[HFEED__MAX_RANK];  /* chunked only */
+};
+
+/* Opens an existing file read-only.
+ * Returns: HFEED_OK, or HFEED_E_FILE naming the path (missing, unreadable, not HDF5, truncated).
+ * Ownership: *out is the caller's; close with hfeed__h5_file_close(). */
+hfeed_status hfeed__h5_file_open(const char *path, struct hfeed__h5file **out,
+                                 struct hfeed__err *err);
+
+/* Creates (truncates) a file for writing. Returns and ownership as hfeed__h5_file_open(). */
+hfeed_status hfeed__h5_file_create(const char *path, struct hfeed__h5file **out,
+                                   struct hfeed__err *err);
+
+/* Closes the file; NULL is a no-op. Datasets opened from it must be closed first. */
+void hfeed__h5_file_close(struct hfeed__h5file *f);
+
+/* The path the file was opened with; owned by f. */
+const char *hfeed__h5_file_path(const struct hfeed__h5file *f);
+
+/* Opens dataset `name` and describes it.
+ * Returns: HFEED_OK; HFEED_E_DATASET (missing, scalar, rank above HFEED__MAX_RANK);
+ * HFEED_E_TYPE (a type that is not a supported integer or IEEE float: string, compound, ...);
+ * each message names the file and the dataset.
+ * Ownership: *out is the caller's; close with hfeed__h5_dset_close() before its file. */
+hfeed_status hfeed__h5_dset_open(struct hfeed__h5file *f, const char *name,
+                                 struct hfeed__h5dset **out, struct hfeed__dset_info *info,
+                                 struct hfeed__err *err);
+
+/* Creates a dataset of `rank` dims with stored type `type`; chunk_rows 0 = contiguous, else
+ * chunks of chunk_rows rows by the full sample, with the given filters.
+ * Returns: HFEED_OK or HFEED_E_FILE. */
+hfeed_status hfeed__h5_dset_create(struct hfeed__h5file *f, const char *name,
+                                   struct hfeed__type type, int rank, const uint64_t *dims,
+                                   uint64_t chunk_rows, int gzip_level, bool shuffle,
+                                   bool fletcher32, struct hfeed__h5dset **out,
+                                   struct hfeed__err *err);
+
+void hfeed__h5_dset_close(struct hfeed__h5dset *d);
+
+/* Reads rows [row, row + nrows) into dst as stored bytes (row-major, the file's byte order).
+ * Returns: HFEED_OK or HFEED_E_READ naming file, dataset, rows and HDF5's error text.
+ * Threads: any; serialised with every other HDF5 call. */
+hfeed_status hfeed__h5_dset_read_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
+                                      void *dst, struct hfeed__err *err);
+
+/* Writes rows [row, row + nrows) from src, given in the dataset's stored type.
+ * Returns: HFEED_OK or HFEED_E_FILE. */
+hfeed_status hfeed__h5_dset_write_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
+                                       const void *src, struct hfeed__err *err);
+
+/* Returns: whether the HDF5 library in use was built thread-safe. */
+bool hfeed__h5_threadsafe(void);
+
+#endif

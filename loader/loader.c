@@ -1,0 +1,375 @@
+/* loader: the public API facade. Checks arguments, owns struct hfeed_loader, wires the stages:
+ *
+ *   config -> catalog (files, datasets, checks) -> sampler (order) -> ring (slots) <- reader
+ *   (worker threads) ; the consumer takes slots from the ring through hfeed_loader_next().
+ *
+ * Lifetime: the loader is reference-counted: one reference for the open handle, one per
+ * borrowed batch. hfeed_loader_close() stops the workers and closes the files at once, then drops
+ * the handle's reference; the memory goes when the last borrowed batch is released.
+ *
+ * Threads: the consumer thread calls everything but hfeed_batch_release(), which may run on any
+ * thread (it touches only the ring, under the ring's mutex, and the atomic reference count). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "catalog.h"
+#include "config.h"
+#include "error.h"
+#include "h5feed.h"
+#include "h5io.h"
+#include "prefetch.h"
+#include "reader.h"
+#include "sampler.h"
+
+struct hfeed_batch {
+    struct hfeed_loader *loader;
+    struct hfeed__slot *slot;
+};
+
+struct hfeed_loader {
+    struct hfeed__config *cfg;
+    struct hfeed__catalog *cat;
+    struct hfeed__sampler *sampler;
+    struct hfeed__ring *ring;
+    struct hfeed__reader *reader;
+    struct hfeed_batch *batches;     /* one public handle per slot */
+    hfeed_loader_info info;
+    atomic_uint refs;                /* 1 for the open handle + 1 per borrowed batch */
+    bool closed;
+    hfeed_status sticky;             /* the first worker error; every later next() returns it */
+    struct hfeed__err err;           /* last error text (hfeed_loader_errmsg) */
+    struct hfeed__err sticky_err;
+    uint64_t batches_out, samples_out, bytes_out, wait_ns;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Ring callback, under the ring mutex, in increasing seq order: which samples batch seq holds. */
+static void plan_batch(void *ctx, uint64_t seq, struct hfeed__slot *slot)
+{
+    struct hfeed_loader *l = ctx;
+    const uint64_t per_epoch = l->info.batches_per_epoch;
+    slot->epoch = seq / per_epoch;
+    slot->index = seq % per_epoch;
+    hfeed__sampler_set_epoch(l->sampler, slot->epoch);
+    slot->samples = hfeed__sampler_batch(l->sampler, slot->index, slot->indices);
+}
+
+static void destroy(struct hfeed_loader *l)
+{
+    hfeed__reader_destroy(l->reader);
+    hfeed__ring_destroy(l->ring);
+    hfeed__sampler_destroy(l->sampler);
+    hfeed__catalog_close(l->cat);
+    hfeed__config_destroy(l->cfg);
+    hfeed__free(l->batches);
+    hfeed__free(l);
+}
+
+static hfeed_status check_device(const struct hfeed__config *cfg, struct hfeed__err *err)
+{
+    if (cfg->device == HFEED__DEVICE_CUDA)
+        return HFEED__FAIL(err, HFEED_E_DEVICE,
+                           "device: \"cuda:%d\" requested, but this build of h5feed has no CUDA "
+                           "upload stage yet; use \"cpu\" or \"auto\"",
+                           cfg->device_index);
+    return HFEED_OK;
+}
+
+static hfeed_status make_sampler(struct hfeed_loader *l, struct hfeed__err *err)
+{
+    const struct hfeed__config *cfg = l->cfg;
+    const struct hfeed__sampler_params p = {
+        .total = l->cat->file_start[l->cat->nfiles],
+        .mode = cfg->shuffle,
+        .seed = cfg->seed,
+        .block_starts = l->cat->block_starts,
+        .nblocks = l->cat->nblocks,
+        .window = cfg->shuffle_window,
+        .rank = cfg->rank,
+        .world_size = cfg->world_size,
+        .pad = cfg->shard_pad,
+        .batch_size = cfg->batch_size,
+        .drop_last = cfg->drop_last,
+    };
+    struct hfeed__err why = {0};
+    if (hfeed__sampler_create(&p, &l->sampler, &why) != HFEED_OK)
+        return hfeed__err_set(err, why.code, "shard/batching: %s", why.msg);
+    return HFEED_OK;
+}
+
+static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
+{
+    const struct hfeed__config *cfg = l->cfg;
+    const uint64_t per_epoch = hfeed__sampler_batches_per_epoch(l->sampler);
+    if (per_epoch > UINT64_MAX / cfg->epochs)
+        return HFEED__FAIL(err, HFEED_E_CONFIG, "epochs: %llu epochs of %llu batches overflow",
+                           (unsigned long long)cfg->epochs, (unsigned long long)per_epoch);
+    size_t row_bytes[64];
+    size_t *rows = cfg->nfields <= 64 ? row_bytes : hfeed__alloc(cfg->nfields * sizeof *rows);
+    if (rows == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
+    for (size_t k = 0; k < cfg->nfields; k++) rows[k] = l->cat->fields[k].row_bytes;
+    const hfeed_status st =
+        hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size,
+                           per_epoch * cfg->epochs, plan_batch, l, &l->ring, err);
+    if (rows != row_bytes) hfeed__free(rows);
+    HFEED__CHECK(st);
+    l->batches = hfeed__calloc(cfg->prefetch, sizeof *l->batches);
+    if (l->batches == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
+    for (unsigned i = 0; i < cfg->prefetch; i++) {
+        l->batches[i].loader = l;
+        l->batches[i].slot = hfeed__ring_slot(l->ring, i);
+    }
+    return HFEED_OK;
+}
+
+static void fill_info(struct hfeed_loader *l)
+{
+    const struct hfeed__config *cfg = l->cfg;
+    hfeed_loader_info *in = &l->info;
+    in->total_samples = l->cat->file_start[l->cat->nfiles];
+    in->samples_per_epoch = hfeed__sampler_samples_per_epoch(l->sampler);
+    in->padded_per_epoch = hfeed__sampler_padded_per_epoch(l->sampler);
+    in->dropped_per_epoch = hfeed__sampler_dropped_per_epoch(l->sampler);
+    in->batches_per_epoch = hfeed__sampler_batches_per_epoch(l->sampler);
+    in->epochs = cfg->epochs;
+    in->batch_size = (size_t)cfg->batch_size;
+    in->fields = cfg->nfields;
+    in->rank = cfg->rank;
+    in->world_size = cfg->world_size;
+    in->workers = cfg->workers;
+    in->slots = cfg->prefetch;
+    in->slot_bytes = 0;
+    for (size_t k = 0; k < cfg->nfields; k++)
+        in->slot_bytes += l->cat->fields[k].row_bytes * (size_t)cfg->batch_size;
+    in->memory_bytes = hfeed__ring_memory(l->ring) + hfeed__reader_memory(l->reader) +
+                       hfeed__sampler_memory(l->sampler);
+    in->device = HFEED_DEVICE_CPU;
+    in->device_index = -1;
+    in->hdf5_threadsafe = hfeed__h5_threadsafe();
+}
+
+/* Builds a loader from a parsed config (which it takes over, also on failure). */
+static hfeed_status open_config(struct hfeed__config *cfg, hfeed_loader **out,
+                                struct hfeed__err *err)
+{
+    struct hfeed_loader *l = hfeed__calloc(1, sizeof *l);
+    if (l == NULL) {
+        hfeed__config_destroy(cfg);
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "loader: out of memory");
+    }
+    l->cfg = cfg;
+    atomic_init(&l->refs, 1u);
+    hfeed_status st = check_device(cfg, err);
+    if (st == HFEED_OK) st = hfeed__catalog_open(cfg, &l->cat, err);
+    if (st == HFEED_OK) st = make_sampler(l, err);
+    if (st == HFEED_OK) {
+        l->info.batches_per_epoch = hfeed__sampler_batches_per_epoch(l->sampler);
+        st = make_ring(l, err);
+    }
+    if (st == HFEED_OK)
+        st = hfeed__reader_create(l->cat, l->ring, cfg->workers, (size_t)cfg->batch_size,
+                                  &l->reader, err);
+    if (st == HFEED_OK) {
+        fill_info(l);
+        st = hfeed__reader_start(l->reader, err);
+    }
+    if (st != HFEED_OK) {
+        destroy(l);
+        return st;
+    }
+    *out = l;
+    return HFEED_OK;
+}
+
+/* Shared tail of both open functions: turn an error into the caller's buffer. */
+static hfeed_status finish_open(hfeed_status st, struct hfeed__config *cfg, hfeed_loader **out,
+                                struct hfeed__err *err, char *errbuf, size_t errbuf_len)
+{
+    if (st == HFEED_OK) st = open_config(cfg, out, err);
+    if (st != HFEED_OK) hfeed__err_copy(err, errbuf, errbuf_len);
+    return st;
+}
+
+hfeed_status hfeed_loader_open(const char *config_path, hfeed_log_fn log, void *log_user,
+                               hfeed_loader **out, char *errbuf, size_t errbuf_len)
+{
+    struct hfeed__err err = {0};
+    struct hfeed__config *cfg = NULL;
+    (void)log;
+    (void)log_user;
+    if (out == NULL || config_path == NULL) {
+        hfeed__err_set(&err, HFEED_E_INVALID_ARG, "hfeed_loader_open: NULL argument");
+        return finish_open(HFEED_E_INVALID_ARG, NULL, out, &err, errbuf, errbuf_len);
+    }
+    *out = NULL;
+    const hfeed_status st = hfeed__config_load(config_path, &cfg, &err);
+    return finish_open(st, cfg, out, &err, errbuf, errbuf_len);
+}
+
+hfeed_status hfeed_loader_open_json(const char *json, const char *base_dir, hfeed_log_fn log,
+                                    void *log_user, hfeed_loader **out, char *errbuf,
+                                    size_t errbuf_len)
+{
+    struct hfeed__err err = {0};
+    struct hfeed__config *cfg = NULL;
+    (void)log;
+    (void)log_user;
+    if (out == NULL || json == NULL) {
+        hfeed__err_set(&err, HFEED_E_INVALID_ARG, "hfeed_loader_open_json: NULL argument");
+        return finish_open(HFEED_E_INVALID_ARG, NULL, out, &err, errbuf, errbuf_len);
+    }
+    *out = NULL;
+    const hfeed_status st = hfeed__config_parse(json, base_dir, NULL, &cfg, &err);
+    return finish_open(st, cfg, out, &err, errbuf, errbuf_len);
+}
+
+static void unref(struct hfeed_loader *l)
+{
+    if (atomic_fetch_sub_explicit(&l->refs, 1u, memory_order_acq_rel) == 1u) destroy(l);
+}
+
+hfeed_status hfeed_loader_close(hfeed_loader *l)
+{
+    if (l == NULL) return HFEED_OK;
+    l->closed = true;
+    hfeed__reader_stop(l->reader);
+    hfeed__catalog_close_files(l->cat);
+    unref(l);
+    return HFEED_OK;
+}
+
+static hfeed_status fail(hfeed_loader *l, hfeed_status code, const char *msg)
+{
+    hfeed__err_clear(&l->err);
+    return hfeed__err_set(&l->err, code, "%s", msg);
+}
+
+hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out)
+{
+    if (out != NULL) *out = NULL;
+    if (l == NULL || out == NULL) return HFEED_E_INVALID_ARG;
+    if (l->closed) return fail(l, HFEED_E_INVALID_ARG, "hfeed_loader_next: loader is closed");
+    if (l->sticky != HFEED_OK) return fail(l, l->sticky, l->sticky_err.msg);
+    struct hfeed__slot *slot = NULL;
+    const uint64_t t0 = now_ns();
+    const hfeed_status st = hfeed__ring_take(l->ring, &slot);
+    l->wait_ns += now_ns() - t0;
+    if (st == HFEED_END) return fail(l, HFEED_END, "");
+    if (st == HFEED_E_BUSY)
+        return fail(l, st, "hfeed_loader_next: every prefetch slot is borrowed; release a batch "
+                           "first");
+    if (slot->status != HFEED_OK) {
+        l->sticky = slot->status;
+        l->sticky_err = slot->err;
+        hfeed__ring_give_back(l->ring, slot);
+        return fail(l, l->sticky, l->sticky_err.msg);
+    }
+    l->batches_out++;
+    l->samples_out += slot->samples;
+    for (size_t k = 0; k < l->cat->nfields; k++)
+        l->bytes_out += slot->samples * l->cat->fields[k].row_bytes;
+    atomic_fetch_add_explicit(&l->refs, 1u, memory_order_relaxed);
+    *out = &l->batches[slot - hfeed__ring_slot(l->ring, 0)];
+    hfeed__err_clear(&l->err);
+    return HFEED_OK;
+}
+
+hfeed_status hfeed_loader_seek(hfeed_loader *l, uint64_t epoch, uint64_t batch)
+{
+    if (l == NULL || l->closed) return HFEED_E_INVALID_ARG;
+    const uint64_t per_epoch = l->info.batches_per_epoch;
+    if (epoch >= l->info.epochs || batch >= per_epoch)
+        return hfeed__err_set(&l->err, HFEED_E_INVALID_ARG,
+                              "hfeed_loader_seek: (epoch %llu, batch %llu) is past the end "
+                              "(%llu epochs of %llu batches)",
+                              (unsigned long long)epoch, (unsigned long long)batch,
+                              (unsigned long long)l->info.epochs, (unsigned long long)per_epoch);
+    if (atomic_load(&l->refs) > 1u)
+        return fail(l, HFEED_E_BUSY, "hfeed_loader_seek: batches are still borrowed");
+    hfeed__reader_stop(l->reader);
+    hfeed__ring_restart(l->ring, epoch * per_epoch + batch);
+    l->sticky = HFEED_OK;
+    hfeed__err_clear(&l->err);
+    return hfeed__reader_start(l->reader, &l->err);
+}
+
+hfeed_status hfeed_loader_get_info(const hfeed_loader *l, hfeed_loader_info *out)
+{
+    if (l == NULL || out == NULL) return HFEED_E_INVALID_ARG;
+    *out = l->info;
+    return HFEED_OK;
+}
+
+hfeed_status hfeed_loader_get_stats(hfeed_loader *l, hfeed_stats *out)
+{
+    if (l == NULL || out == NULL) return HFEED_E_INVALID_ARG;
+    struct hfeed__reader_stats rs;
+    hfeed__reader_get_stats(l->reader, &rs);
+    memset(out, 0, sizeof *out);
+    out->batches = l->batches_out;
+    out->samples = l->samples_out;
+    out->bytes_out = l->bytes_out;
+    out->wait_ns = l->wait_ns;
+    out->nan_values = rs.nan;
+    out->overflow_values = rs.overflow;
+    out->read_ns = rs.read_ns;
+    out->convert_ns = rs.convert_ns;
+    out->fallback_reads = rs.h5_reads;
+    return HFEED_OK;
+}
+
+const char *hfeed_loader_errmsg(const hfeed_loader *l)
+{
+    return l != NULL ? l->err.msg : "";
+}
+
+void hfeed_batch_release(hfeed_batch *b)
+{
+    if (b == NULL) return;
+    struct hfeed_loader *l = b->loader;
+    hfeed__ring_give_back(l->ring, b->slot);
+    unref(l);
+}
+
+hfeed_status hfeed_batch_get_info(const hfeed_batch *b, hfeed_batch_info *out)
+{
+    if (b == NULL || out == NULL) return HFEED_E_INVALID_ARG;
+    out->epoch = b->slot->epoch;
+    out->index = b->slot->index;
+    out->samples = b->slot->samples;
+    out->fields = b->loader->cat->nfields;
+    return HFEED_OK;
+}
+
+hfeed_status hfeed_batch_get_tensor(const hfeed_batch *b, size_t field, hfeed_tensor *out)
+{
+    if (b == NULL || out == NULL || field >= b->loader->cat->nfields) return HFEED_E_INVALID_ARG;
+    const struct hfeed__field *f = &b->loader->cat->fields[field];
+    memset(out, 0, sizeof *out);
+    out->name = f->name;
+    out->data = b->slot->data[field];
+    out->dtype = f->dtype;
+    out->ndim = 1 + f->sample_ndim;
+    out->shape[0] = (int64_t)b->slot->samples;
+    for (int d = 0; d < f->sample_ndim; d++) out->shape[d + 1] = (int64_t)f->sample_shape[d];
+    out->nbytes = b->slot->samples * f->row_bytes;
+    out->device = HFEED_DEVICE_CPU;
+    out->device_index = -1;
+    return HFEED_OK;
+}
+
+hfeed_status hfeed_batch_get_indices(const hfeed_batch *b, const uint64_t **out)
+{
+    if (b == NULL || out == NULL) return HFEED_E_INVALID_ARG;
+    *out = b->slot->indices;
+    return HFEED_OK;
+}

@@ -1,0 +1,242 @@
+/* reader: worker threads that read and convert batches into ring slots (design in reader.h). */
+#include "reader.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+
+/* A sample of the batch being filled: its global index and its row in the slot. */
+struct pick {
+    uint64_t index;
+    size_t pos;
+};
+
+struct worker {
+    struct hfeed__reader *reader;
+    pthread_t thread;
+    bool running;
+    unsigned char *scratch;   /* batch_size rows of the widest stored sample */
+    struct pick *picks;       /* batch_size */
+    atomic_uint_fast64_t read_ns, convert_ns, nan, overflow, h5_reads;
+};
+
+struct hfeed__reader {
+    const struct hfeed__catalog *cat;
+    struct hfeed__ring *ring;
+    size_t batch_size;
+    unsigned nworkers;
+    struct worker *workers;
+    size_t memory;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void add(atomic_uint_fast64_t *counter, uint64_t v)
+{
+    atomic_fetch_add_explicit(counter, v, memory_order_relaxed);
+}
+
+static int by_index(const void *a, const void *b)
+{
+    const struct pick *x = a, *y = b;
+    return x->index < y->index ? -1 : x->index > y->index ? 1 : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Fills w->picks with the slot's samples in ascending index order. Sequential batches are
+ * already sorted and skip the sort. */
+static void sort_picks(struct worker *w, const struct hfeed__slot *slot)
+{
+    bool sorted = true;
+    for (size_t i = 0; i < slot->samples; i++) {
+        w->picks[i].index = slot->indices[i];
+        w->picks[i].pos = i;
+        if (i > 0 && slot->indices[i] <= slot->indices[i - 1]) sorted = false;
+    }
+    if (!sorted) qsort(w->picks, slot->samples, sizeof *w->picks, by_index);
+}
+
+/* Converts rows of a run from `src` into their slot rows; one call when they are in order. */
+static hfeed_status convert_run(struct worker *w, const struct hfeed__field *f,
+                                const struct hfeed__source *s, const struct pick *p, size_t n,
+                                bool in_order, const unsigned char *src, unsigned char *dst,
+                                size_t *bad_row)
+{
+    struct hfeed__conv_counts counts = {0, 0};
+    hfeed_status st = HFEED_OK;
+    size_t bad = 0;
+    const size_t groups = in_order ? 1 : n, rows_each = in_order ? n : 1;
+    for (size_t g = 0; g < groups && st == HFEED_OK; g++) {
+        st = hfeed__conv_run(&s->conv, src + g * rows_each * s->stored_row_bytes,
+                             dst + p[g].pos * f->row_bytes, rows_each * f->row_elems, &counts,
+                             &bad);
+        if (st != HFEED_OK) *bad_row = g * rows_each + bad / f->row_elems;
+    }
+    add(&w->nan, counts.nan);
+    add(&w->overflow, counts.overflow);
+    return st;
+}
+
+/* Reads the n samples p[0..n) of field f, consecutive rows from `row` of file fi, into the slot. */
+static hfeed_status read_run(struct worker *w, const struct hfeed__field *f, size_t fi,
+                             uint64_t row, const struct pick *p, size_t n, unsigned char *dst,
+                             struct hfeed__err *err)
+{
+    const struct hfeed__source *s = &f->sources[fi];
+    bool in_order = true;
+    for (size_t i = 1; i < n && in_order; i++) in_order = p[i].pos == p[0].pos + i;
+    const bool direct = in_order && s->conv.copy;
+
+    const uint64_t t0 = now_ns();
+    unsigned char *into = direct ? dst + p[0].pos * f->row_bytes : w->scratch;
+    HFEED__CHECK(hfeed__h5_dset_read_rows(s->dset, row, n, into, err));
+    add(&w->h5_reads, 1);
+    const uint64_t t1 = now_ns();
+    add(&w->read_ns, t1 - t0);
+    if (direct) {
+        struct hfeed__conv_counts counts = {0, 0};
+        hfeed__conv_count(&s->conv, into, n * f->row_elems, &counts);
+        add(&w->nan, counts.nan);
+        return HFEED_OK;
+    }
+
+    size_t bad_row = 0;
+    const hfeed_status st = convert_run(w, f, s, p, n, in_order, w->scratch, dst, &bad_row);
+    add(&w->convert_ns, now_ns() - t1);
+    if (st == HFEED_E_RANGE)
+        return HFEED__FAIL(err, HFEED_E_RANGE,
+                           "field \"%s\": file \"%s\" dataset \"%s\" row %llu: a value does not "
+                           "fit %s",
+                           f->name, hfeed__h5_file_path(w->reader->cat->files[fi]), f->dataset,
+                           (unsigned long long)(row + bad_row), hfeed_dtype_name(f->dtype));
+    return st;
+}
+
+/* Reads every field of the slot's batch. */
+static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
+{
+    const struct hfeed__catalog *c = w->reader->cat;
+    sort_picks(w, slot);
+    for (size_t k = 0; k < c->nfields; k++) {
+        for (size_t i = 0; i < slot->samples;) {
+            uint64_t row;
+            const size_t fi = hfeed__catalog_locate(c, w->picks[i].index, &row);
+            const uint64_t file_end = c->file_start[fi + 1];
+            size_t j = i + 1;
+            while (j < slot->samples && w->picks[j].index == w->picks[j - 1].index + 1 &&
+                   w->picks[j].index < file_end)
+                j++;
+            HFEED__CHECK(read_run(w, &c->fields[k], fi, row, &w->picks[i], j - i, slot->data[k],
+                                  &slot->err));
+            i = j;
+            /* Closing does not wait for the rest of a batch nobody will take. */
+            if (hfeed__ring_stopping(w->reader->ring)) return HFEED_OK;
+        }
+    }
+    return HFEED_OK;
+}
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    struct hfeed__slot *slot;
+    while (hfeed__ring_claim(w->reader->ring, &slot)) {
+        slot->status = fill(w, slot);
+        hfeed__ring_publish(w->reader->ring, slot);
+    }
+    return NULL;
+}
+
+hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
+                                  unsigned nworkers, size_t batch_size,
+                                  struct hfeed__reader **out, struct hfeed__err *err)
+{
+    *out = NULL;
+    struct hfeed__reader *r = hfeed__calloc(1, sizeof *r);
+    if (r == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory");
+    r->cat = c;
+    r->ring = ring;
+    r->batch_size = batch_size;
+    size_t widest = 0;
+    for (size_t k = 0; k < c->nfields; k++)
+        if (c->fields[k].max_stored_row_bytes > widest) widest = c->fields[k].max_stored_row_bytes;
+    r->workers = hfeed__calloc(nworkers, sizeof *r->workers);
+    if (r->workers != NULL) r->nworkers = nworkers;
+    bool ok = r->workers != NULL;
+    for (unsigned i = 0; ok && i < nworkers; i++) {
+        struct worker *w = &r->workers[i];
+        w->reader = r;
+        w->scratch = hfeed__alloc_aligned(widest * batch_size);
+        w->picks = hfeed__alloc(batch_size * sizeof *w->picks);
+        ok = w->scratch != NULL && w->picks != NULL;
+        r->memory += widest * batch_size + batch_size * sizeof *w->picks;
+    }
+    if (!ok) {
+        hfeed__reader_destroy(r);
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory for %u workers", nworkers);
+    }
+    *out = r;
+    return HFEED_OK;
+}
+
+hfeed_status hfeed__reader_start(struct hfeed__reader *r, struct hfeed__err *err)
+{
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        struct worker *w = &r->workers[i];
+        if (pthread_create(&w->thread, NULL, work, w) != 0) {
+            hfeed__reader_stop(r);
+            return HFEED__FAIL(err, HFEED_E_THREAD, "cannot start worker thread %u of %u", i + 1,
+                               r->nworkers);
+        }
+        w->running = true;
+    }
+    return HFEED_OK;
+}
+
+void hfeed__reader_stop(struct hfeed__reader *r)
+{
+    hfeed__ring_stop(r->ring);
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        if (!r->workers[i].running) continue;
+        pthread_join(r->workers[i].thread, NULL);
+        r->workers[i].running = false;
+    }
+}
+
+void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        struct worker *w = &r->workers[i];
+        out->read_ns += atomic_load_explicit(&w->read_ns, memory_order_relaxed);
+        out->convert_ns += atomic_load_explicit(&w->convert_ns, memory_order_relaxed);
+        out->nan += atomic_load_explicit(&w->nan, memory_order_relaxed);
+        out->overflow += atomic_load_explicit(&w->overflow, memory_order_relaxed);
+        out->h5_reads += atomic_load_explicit(&w->h5_reads, memory_order_relaxed);
+    }
+}
+
+size_t hfeed__reader_memory(const struct hfeed__reader *r)
+{
+    return r->memory;
+}
+
+void hfeed__reader_destroy(struct hfeed__reader *r)
+{
+    if (r == NULL) return;
+    if (r->workers != NULL) hfeed__reader_stop(r);
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        hfeed__free(r->workers[i].scratch);
+        hfeed__free(r->workers[i].picks);
+    }
+    hfeed__free(r->workers);
+    hfeed__free(r);
+}
