@@ -147,9 +147,12 @@ typedef struct {
     uint64_t nan_values;          /* source float values that were NaN */
     uint64_t overflow_values;     /* finite source floats that became +-inf in a narrower type */
     uint64_t read_ns;             /* worker time spent reading (summed over workers) */
+    uint64_t decode_ns;           /* worker time spent decoding chunks (summed over workers) */
     uint64_t convert_ns;          /* worker time spent converting (summed over workers) */
     uint64_t wait_ns;             /* consumer time spent blocked in hfeed_loader_next() */
     uint64_t fallback_reads;      /* reads that went through H5Dread */
+    uint64_t chunk_decodes;       /* compressed chunks decoded by the direct path */
+    uint64_t cache_hits;          /* uses of a decoded chunk served by the chunk cache */
 } hfeed_stats;
 
 /* Opens a loader from a JSON config file. Relative paths in it are relative to its folder.

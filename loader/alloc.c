@@ -52,7 +52,6 @@ void *hfeed__alloc_aligned(size_t size)
     if (should_fail()) return NULL;
     void *p = NULL;
     if (posix_memalign(&p, 64, size > 0 ? size : 1) != 0) return NULL;
-    memset(p, 0, size);
     return p;
 }
 

@@ -6,15 +6,21 @@
  * the open with a message that names the file, the dataset and the field. */
 #include "catalog.h"
 
+#include <fcntl.h>
 #include <glob.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 
 /* Blocks for chunk shuffle of non-chunked datasets hold about this many bytes of the widest
  * field: large enough that a block is read with few calls, small enough to shuffle well. */
 #define HFEED__UNCHUNKED_BLOCK_BYTES ((uint64_t)1 << 20)
+
+/* A stored chunk larger than this (for its decoded size) means the index is not what we think:
+ * deflate expands incompressible data by well under 1%, fletcher32 adds 4 bytes. */
+#define PLAUSIBLE_STORED(chunk_bytes) (2 * (uint64_t)(chunk_bytes) + 4096)
 
 /* A growable list of file paths, freed with the catalog's file list. */
 struct paths {
@@ -142,6 +148,106 @@ static hfeed_status open_file_fields(struct hfeed__catalog *c, const struct hfee
     return HFEED_OK;
 }
 
+/* Why source s cannot take the direct path (a static reason), or NULL if it can. */
+static const char *direct_blocker(const struct hfeed__source *s, const struct hfeed__dset_storage *st)
+{
+    if (st->unsupported[0] != '\0') return st->unsupported;
+    if (s->info.layout == HFEED__LAYOUT_COMPACT) return "compact layout, data kept in the header";
+    if (s->info.layout == HFEED__LAYOUT_OTHER) return "virtual or external layout";
+    if (s->info.layout == HFEED__LAYOUT_CONTIGUOUS) return NULL;
+    for (int d = 1; d < s->info.rank; d++)
+        if (s->info.chunk[d] != s->info.dims[d]) return "chunks split the sample axes";
+    return NULL;
+}
+
+/* Reads the chunk index of a chunked direct source into d; a reason on failure (then HDF5
+ * reads it: its own error text, if the file is damaged, is the better message). */
+static const char *index_chunks(struct hfeed__direct *d, const struct hfeed__source *s,
+                                const struct hfeed__dset_storage *st, char *why, size_t why_len)
+{
+    struct hfeed__index_query q = {.header_addr = st->header_addr, .base_addr = st->base_addr,
+                                   .sizeof_addr = st->sizeof_addr, .sizeof_size = st->sizeof_size,
+                                   .rank = s->info.rank, .filtered = st->nfilters > 0,
+                                   .file_size = st->file_size};
+    for (int i = 0; i < s->info.rank; i++) {
+        q.dims[i] = s->info.dims[i];
+        q.chunk[i] = s->info.chunk[i];
+    }
+    d->chunk_rows = s->info.chunk[0];
+    d->nchunks = (s->info.dims[0] + d->chunk_rows - 1) / d->chunk_rows;
+    d->chunk_bytes = (size_t)d->chunk_rows * d->row_bytes;
+    d->chunks = hfeed__alloc((size_t)(d->nchunks > 0 ? d->nchunks : 1) * sizeof *d->chunks);
+    if (d->chunks == NULL) return "out of memory for the chunk index";
+    const char *reason = NULL;
+    struct hfeed__err e = {0};
+    if (hfeed__chunkindex_read(d->fd, &q, d->chunks, d->nchunks, &reason, &e) != HFEED_OK) {
+        snprintf(why, why_len, "%.200s", reason != NULL ? reason : e.msg);
+        return why;
+    }
+    for (uint64_t i = 0; i < d->nchunks; i++) {
+        if (d->chunks[i].addr == HFEED__CHUNK_UNALLOCATED) continue;
+        if (d->chunks[i].size > PLAUSIBLE_STORED(d->chunk_bytes)) return "implausible chunk size in the index";
+        if (d->chunks[i].size > d->max_stored_chunk) d->max_stored_chunk = (size_t)d->chunks[i].size;
+    }
+    return NULL;
+}
+
+static int file_fd(struct hfeed__catalog *c, size_t fi)
+{
+    if (c->fds[fi] < 0) c->fds[fi] = open(hfeed__h5_file_path(c->files[fi]), O_RDONLY | O_CLOEXEC);
+    return c->fds[fi];
+}
+
+static void direct_free(struct hfeed__direct *d)
+{
+    if (d == NULL) return;
+    hfeed__free(d->chunks);
+    hfeed__free(d);
+}
+
+/* Decides whether the direct path reads field k of file fi, prepares it if so, and logs why
+ * not otherwise (once per dataset and file). */
+static hfeed_status setup_direct(struct hfeed__catalog *c, size_t k, size_t fi,
+                                 const struct hfeed__logger *log, struct hfeed__err *err)
+{
+    struct hfeed__source *s = &c->fields[k].sources[fi];
+    struct hfeed__dset_storage st;
+    HFEED__CHECK(hfeed__h5_dset_storage(s->dset, &st, err));
+    struct hfeed__direct *d = hfeed__calloc(1, sizeof *d);
+    if (d == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "direct path: out of memory");
+    *d = (struct hfeed__direct){.path = hfeed__h5_file_path(c->files[fi]),
+                                .dataset = c->fields[k].dataset, .fd = file_fd(c, fi),
+                                .elem_size = s->info.type.size, .row_bytes = s->stored_row_bytes,
+                                .nrows = s->info.dims[0], .contiguous_addr = st.contiguous_addr,
+                                .chunked = s->info.layout == HFEED__LAYOUT_CHUNKED};
+    memcpy(d->fill, st.fill, sizeof d->fill);
+    d->pipeline.nfilters = st.nfilters;
+    d->pipeline.elem_size = s->info.type.size;
+    for (unsigned i = 0; i < st.nfilters; i++) d->pipeline.ids[i] = st.filters[i];
+    char buf[HFEED_ERRBUF_SIZE / 2];
+    const char *why = d->fd < 0 ? "cannot open the file for pread" : direct_blocker(s, &st);
+    if (why == NULL && d->chunked && !hfeed__codec_supports(&d->pipeline)) why = "unsupported filter";
+    if (why == NULL && d->chunked) why = index_chunks(d, s, &st, buf, sizeof buf);
+    bool logged = false; /* two fields may read one dataset: one line per file and dataset */
+    for (size_t j = 0; j < k; j++)
+        logged = logged || strcmp(c->fields[j].dataset, c->fields[k].dataset) == 0;
+    if (why != NULL) {
+        direct_free(d);
+        if (!logged)
+                hfeed__log(log, HFEED_LOG_INFO,
+                       "file \"%s\" dataset \"%s\": read through H5Dread (%s)",
+                       hfeed__h5_file_path(c->files[fi]), c->fields[k].dataset, why);
+        return HFEED_OK;
+    }
+    s->direct = d;
+    if (hfeed__chunkio_filtered(d)) {
+        if (d->chunk_bytes > c->max_chunk_bytes) c->max_chunk_bytes = d->chunk_bytes;
+        if (d->max_stored_chunk > c->max_stored_chunk) c->max_stored_chunk = d->max_stored_chunk;
+        c->filtered_chunks += d->nchunks;
+    }
+    return HFEED_OK;
+}
+
 /* Rows per shuffle block in file fi: the chunk rows of the widest field, or ~1 MiB of it. */
 static uint64_t block_rows(const struct hfeed__catalog *c, size_t fi)
 {
@@ -183,9 +289,11 @@ static hfeed_status alloc_catalog(const struct hfeed__config *cfg, struct paths 
     c->nfiles = files->n;
     c->nfields = cfg->nfields;
     c->files = hfeed__calloc(files->n, sizeof *c->files);
+    c->fds = hfeed__alloc((files->n > 0 ? files->n : 1) * sizeof *c->fds);
+    for (size_t fi = 0; c->fds != NULL && fi < files->n; fi++) c->fds[fi] = -1;
     c->file_start = hfeed__calloc(files->n + 1, sizeof *c->file_start);
     c->fields = hfeed__calloc(cfg->nfields, sizeof *c->fields);
-    if (c->files == NULL || c->file_start == NULL || c->fields == NULL) {
+    if (c->files == NULL || c->fds == NULL || c->file_start == NULL || c->fields == NULL) {
         c->nfields = c->fields == NULL ? 0 : c->nfields;
         c->nfiles = c->files == NULL ? 0 : c->nfiles;
         return HFEED__FAIL(err, HFEED_E_NOMEM, "catalog: out of memory");
@@ -200,8 +308,8 @@ static hfeed_status alloc_catalog(const struct hfeed__config *cfg, struct paths 
     return HFEED_OK;
 }
 
-hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, struct hfeed__catalog **out,
-                                 struct hfeed__err *err)
+hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct hfeed__logger *log,
+                                 struct hfeed__catalog **out, struct hfeed__err *err)
 {
     *out = NULL;
     struct paths files = {0};
@@ -212,6 +320,8 @@ hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, struct hfeed__
     for (size_t fi = 0; st == HFEED_OK && fi < files.n; fi++) {
         st = hfeed__h5_file_open(files.v[fi], &c->files[fi], err);
         if (st == HFEED_OK) st = open_file_fields(c, cfg, fi, err);
+        for (size_t k = 0; st == HFEED_OK && cfg->direct && k < c->nfields; k++)
+            st = setup_direct(c, k, fi, log, err);
     }
     if (st == HFEED_OK && c->file_start[c->nfiles] == 0)
         st = HFEED__FAIL(err, HFEED_E_DATASET,
@@ -249,10 +359,14 @@ void hfeed__catalog_close_files(struct hfeed__catalog *c)
         for (size_t fi = 0; c->fields[k].sources != NULL && fi < c->nfiles; fi++) {
             hfeed__h5_dset_close(c->fields[k].sources[fi].dset);
             c->fields[k].sources[fi].dset = NULL;
+            direct_free(c->fields[k].sources[fi].direct);
+            c->fields[k].sources[fi].direct = NULL;
         }
     for (size_t fi = 0; c->files != NULL && fi < c->nfiles; fi++) {
         hfeed__h5_file_close(c->files[fi]);
         c->files[fi] = NULL;
+        if (c->fds != NULL && c->fds[fi] >= 0) close(c->fds[fi]);
+        if (c->fds != NULL) c->fds[fi] = -1;
     }
 }
 
@@ -262,6 +376,7 @@ void hfeed__catalog_close(struct hfeed__catalog *c)
     hfeed__catalog_close_files(c);
     for (size_t k = 0; k < c->nfields; k++) hfeed__free(c->fields[k].sources);
     hfeed__free(c->files);
+    hfeed__free(c->fds);
     hfeed__free(c->file_start);
     hfeed__free(c->fields);
     hfeed__free(c->block_starts);

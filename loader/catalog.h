@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chunkio.h"
 #include "config.h"
 #include "convert.h"
 #include "h5io.h"
@@ -21,6 +22,7 @@ struct hfeed__source {
     struct hfeed__dset_info info;
     struct hfeed__conv conv;
     size_t stored_row_bytes;    /* bytes of one sample as stored */
+    struct hfeed__direct *direct; /* the lock-free path; NULL: read with H5Dread */
 };
 
 struct hfeed__field {
@@ -38,6 +40,7 @@ struct hfeed__field {
 struct hfeed__catalog {
     size_t nfiles;
     struct hfeed__h5file **files;
+    int *fds;                   /* one read-only descriptor per file for the direct path; -1 */
     uint64_t *file_start;       /* nfiles + 1 prefix sums of samples; [nfiles] = total */
     size_t nfields;
     struct hfeed__field *fields;
@@ -45,15 +48,18 @@ struct hfeed__catalog {
      * the most bytes per sample (non-chunked: about 1 MiB of it), never crossing a file. */
     uint64_t *block_starts;
     size_t nblocks;
+    size_t max_chunk_bytes;     /* largest decoded chunk of a filtered direct source; 0: none */
+    size_t max_stored_chunk;    /* largest stored chunk of a filtered direct source */
+    uint64_t filtered_chunks;   /* chunks of all filtered direct sources: the most a cache holds */
 };
 
-/* Builds the catalog for cfg; log (may be NULL) hears warnings.
+/* Builds the catalog for cfg; log hears, once per dataset, which ones HDF5 reads and why.
  * Returns: HFEED_OK; HFEED_E_FILE, HFEED_E_DATASET, HFEED_E_TYPE or HFEED_E_NOMEM with a
  * message naming the file, dataset and field.
  * Ownership: *out is the caller's; free with hfeed__catalog_close(). It borrows strings from
  * cfg, which must outlive it. */
-hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, struct hfeed__catalog **out,
-                                 struct hfeed__err *err);
+hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct hfeed__logger *log,
+                                 struct hfeed__catalog **out, struct hfeed__err *err);
 
 /* Which file holds global sample `index`, and its row there. */
 size_t hfeed__catalog_locate(const struct hfeed__catalog *c, uint64_t index, uint64_t *row);

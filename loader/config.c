@@ -12,9 +12,12 @@
  * hfeed__config_destroy(), which accepts it half built (arrays are zeroed and their counts set
  * as soon as they are allocated).
  *
- * Globals: none. cJSON keeps its last parse error and its allocator hooks in process-wide
+ * Globals: one lock. cJSON keeps its last parse error and its allocator hooks in process-wide
  * statics, so we never call cJSON_GetErrorPtr() or cJSON_InitHooks(): the position of a parse
- * error comes from return_parse_end, which is per call.
+ * error comes from return_parse_end, which is per call. But every cJSON parse still writes that
+ * static error record, so two loaders opening on two threads would race on it: `cjson_lock`
+ * serialises our calls into the parser (it is a leaf lock, held for the parse alone). Like the
+ * HDF5 lock, it guards a third-party global that we cannot make per-handle.
  *
  * Numbers. JSON numbers reach us as doubles. Integer keys accept only integral values below
  * 2^53, where every integer is exact in a double, so no accepted value was silently rounded:
@@ -27,6 +30,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +51,8 @@ struct ctx {
 };
 
 /* A string a string-enum key accepts and the value it stands for. Lists end with {NULL, 0}. */
+static pthread_mutex_t cjson_lock = PTHREAD_MUTEX_INITIALIZER; /* see "Globals" above */
+
 struct choice {
     const char *name;
     int value;
@@ -62,6 +68,7 @@ static const struct choice dtype_choices[] = {
     {"int32", HFEED_DTYPE_INT32},     {"int64", HFEED_DTYPE_INT64},
     {"native", HFEED_DTYPE_INVALID},  {NULL, 0}};
 static const struct choice remainder_choices[] = {{"pad", 1}, {"drop", 0}, {NULL, 0}};
+static const struct choice read_path_choices[] = {{"auto", 1}, {"hdf5", 0}, {NULL, 0}};
 static const struct choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
                                                {"cpu", HFEED__DEVICE_CPU},
                                                {"cuda", HFEED__DEVICE_CUDA},
@@ -70,7 +77,7 @@ static const struct choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
 static const char *const top_keys[] = {"files",           "fields",   "batch_size",     "drop_last",
                                        "shuffle",         "seed",     "shuffle_window", "epochs",
                                        "workers",         "prefetch", "device",         "shard",
-                                       "shard_remainder", NULL};
+                                       "shard_remainder", "read_path", "cache_mb", NULL};
 static const char *const field_keys[] = {"name", "dataset", "dtype", NULL};
 static const char *const shard_keys[] = {"rank", "world_size", NULL};
 
@@ -405,6 +412,7 @@ static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
     uint64_t prefetch = c->prefetch;
     int shuffle = (int)c->shuffle;
     int pad = c->shard_pad;
+    int direct = c->direct;
     HFEED__CHECK(get_uint(root, NULL, "batch_size", 1, MAX_EXACT, &c->batch_size, err));
     HFEED__CHECK(get_bool(root, "drop_last", &c->drop_last, err));
     HFEED__CHECK(get_enum(root, NULL, "shuffle", shuffle_choices, &shuffle, err));
@@ -414,6 +422,9 @@ static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
     HFEED__CHECK(get_uint(root, NULL, "workers", 1, 256, &workers, err));
     HFEED__CHECK(get_uint(root, NULL, "prefetch", 1, 1024, &prefetch, err));
     HFEED__CHECK(get_enum(root, NULL, "shard_remainder", remainder_choices, &pad, err));
+    HFEED__CHECK(get_enum(root, NULL, "read_path", read_path_choices, &direct, err));
+    HFEED__CHECK(get_uint(root, NULL, "cache_mb", 0, 1u << 20, &c->cache_mb, err));
+    c->direct = direct != 0;
     c->shuffle = (enum hfeed__shuffle)shuffle;
     c->shuffle_window = (unsigned)window;
     c->workers = (unsigned)workers;
@@ -561,7 +572,9 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
     *out = NULL;
     if (strncmp(json, "\xEF\xBB\xBF", 3) == 0) json += 3; /* a UTF-8 byte order mark */
     /* The length counts the terminator, so that cJSON refuses text after the value. */
+    pthread_mutex_lock(&cjson_lock);
     cJSON *root = cJSON_ParseWithLengthOpts(json, strlen(json) + 1, &end, 1);
+    pthread_mutex_unlock(&cjson_lock);
     if (root == NULL) return json_error(json, end, err);
     struct ctx cx = {base_dir, NULL, getenv_fn != NULL ? getenv_fn : system_getenv, err};
     struct hfeed__config *c = hfeed__calloc(1, sizeof *c);
@@ -577,7 +590,9 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
                                     .device = HFEED__DEVICE_AUTO,
                                     .device_index = -1,
                                     .world_size = 1,
-                                    .shard_pad = true};
+                                    .shard_pad = true,
+                                    .direct = true,
+                                    .cache_mb = 256};
         st = parse_root(root, &cx, c);
     }
     cJSON_Delete(root);

@@ -52,6 +52,9 @@ struct hfeed__config {
     unsigned world_size;   /* >= 1, rank < world_size; default 1 */
     bool shard_from_env;   /* "shard": "env" (rank/world_size were read from the environment) */
     bool shard_pad;        /* "shard_remainder": "pad" (default) repeats samples; "drop" drops */
+    bool direct;           /* "read_path": "auto" (default) reads without HDF5 where it can;
+                            * "hdf5" reads everything through H5Dread */
+    uint64_t cache_mb;     /* decoded-chunk cache budget in MiB, >= 0; default 256 */
 };
 
 /* Parses and validates json. base_dir (NULL = current directory) makes relative file paths

@@ -50,3 +50,14 @@ void hfeed__err_copy(const struct hfeed__err *e, char *buf, size_t len)
     if (buf == NULL || len == 0) return;
     snprintf(buf, len, "%s", e != NULL ? e->msg : "");
 }
+
+void hfeed__log(const struct hfeed__logger *log, int level, const char *fmt, ...)
+{
+    if (log == NULL || log->fn == NULL) return;
+    char line[HFEED_ERRBUF_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log->fn(log->user, level, line);
+}

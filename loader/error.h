@@ -25,6 +25,17 @@ void hfeed__err_clear(struct hfeed__err *e);
 /* Copies e's message into a caller's buffer (either may be NULL; buf is always terminated). */
 void hfeed__err_copy(const struct hfeed__err *e, char *buf, size_t len);
 
+/* The user's log callback (may be NULL), carried to the modules that log. */
+struct hfeed__logger {
+    hfeed_log_fn fn;
+    void *user;
+};
+
+/* Formats one line and hands it to the logger's callback, if any. Never call it while holding a
+ * lock: the callback is user code. */
+void hfeed__log(const struct hfeed__logger *log, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Forwards a non-OK status from expr to the caller. */
 #define HFEED__CHECK(expr)                     \
     do {                                       \

@@ -410,6 +410,83 @@ void hfeed__h5_dset_close(struct hfeed__h5dset *d)
     hfeed__free(d);
 }
 
+/* Names an HDF5 filter for log lines (H5Pget_filter2's own name may be empty). */
+static void filter_name(hid_t dcpl, unsigned i, int id, char *out, size_t len)
+{
+    unsigned flags = 0, cd[8];
+    size_t ncd = 8;
+    char name[48] = "";
+    H5Pget_filter2(dcpl, i, &flags, &ncd, cd, sizeof name, name, NULL);
+    snprintf(out, len, "filter %d (%s)", id, name[0] ? name : "unnamed");
+}
+
+/* Filters the direct path decodes: deflate, shuffle, fletcher32 (HDF5's ids 1, 2, 3). */
+static void describe_filters(hid_t dcpl, struct hfeed__dset_storage *out)
+{
+    const int n = H5Pget_nfilters(dcpl);
+    for (int i = 0; i < n && i < 8; i++) {
+        unsigned flags = 0;
+        size_t ncd = 0;
+        const H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, NULL, 0, NULL, NULL);
+        out->filters[out->nfilters++] = id;
+        if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32 &&
+            out->unsupported[0] == '\0')
+            filter_name(dcpl, (unsigned)i, id, out->unsupported, sizeof out->unsupported);
+    }
+    if (n > 8) snprintf(out->unsupported, sizeof out->unsupported, "%d filters", n);
+}
+
+static hfeed_status storage_locked(struct hfeed__h5dset *d, struct hfeed__dset_storage *out)
+{
+    const hid_t dcpl = H5Dget_create_plist(d->id);
+    const hid_t fcpl = H5Fget_create_plist(d->file->id);
+    const hid_t fapl = H5Fget_access_plist(d->file->id);
+    H5O_info_t oinfo;
+    size_t sa = 0, ss = 0;
+    hsize_t userblock = 0, fsize = 0;
+    hfeed_status st = HFEED_E_DATASET;
+    if (H5Tget_size(d->type) <= sizeof out->fill && dcpl >= 0 && fcpl >= 0 && fapl >= 0 && H5Oget_info2(d->id, &oinfo, H5O_INFO_BASIC) >= 0 &&
+        H5Pget_sizes(fcpl, &sa, &ss) >= 0 && H5Pget_userblock(fcpl, &userblock) >= 0 &&
+        H5Fget_filesize(d->file->id, &fsize) >= 0 &&
+        H5Pget_fill_value(dcpl, d->type, out->fill) >= 0) {
+        out->header_addr = oinfo.addr;
+        out->base_addr = userblock;
+        out->sizeof_addr = (unsigned)sa;
+        out->sizeof_size = (unsigned)ss;
+        out->file_size = fsize;
+        const haddr_t off = H5Dget_offset(d->id);
+        out->contiguous_addr = off == HADDR_UNDEF ? UINT64_MAX : off;
+        describe_filters(dcpl, out);
+        if (H5Pget_external_count(dcpl) > 0)
+            snprintf(out->unsupported, sizeof out->unsupported, "external storage");
+        if (H5Pget_layout(dcpl) == H5D_VIRTUAL)
+            snprintf(out->unsupported, sizeof out->unsupported, "virtual layout");
+        if (H5Pget_driver(fapl) != H5FD_SEC2)
+            snprintf(out->unsupported, sizeof out->unsupported, "non-default file driver");
+        st = HFEED_OK;
+    }
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (fcpl >= 0) H5Pclose(fcpl);
+    if (fapl >= 0) H5Pclose(fapl);
+    return st;
+}
+
+hfeed_status hfeed__h5_dset_storage(struct hfeed__h5dset *d, struct hfeed__dset_storage *out,
+                                    struct hfeed__err *err)
+{
+    memset(out, 0, sizeof *out);
+    lock();
+    hfeed_status st = storage_locked(d, out);
+    if (st != HFEED_OK) {
+        char what[HFEED_ERRBUF_SIZE / 2];
+        snprintf(what, sizeof what, "file \"%s\" dataset \"%s\": cannot describe storage",
+                 d->file->path, d->name);
+        st = fail_h5(err, HFEED_E_DATASET, what);
+    }
+    unlock();
+    return st;
+}
+
 /* Selects rows [row, row + nrows) in the file and a matching dense memory space. Lock held. */
 static hfeed_status select_rows(const struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
                                 hid_t *fspace, hid_t *mspace)

@@ -38,6 +38,22 @@ struct hfeed__dset_info {
     uint64_t chunk[HFEED__MAX_RANK];  /* chunked only */
 };
 
+/* What the direct path (#3) needs to read a dataset without HDF5: where its bytes are, how they
+ * are encoded, and what unwritten data reads as. Filled once, at open. */
+struct hfeed__dset_storage {
+    uint64_t header_addr;           /* object header address, for chunkindex */
+    uint64_t base_addr;             /* superblock base address (the userblock size) */
+    unsigned sizeof_addr, sizeof_size;
+    uint64_t contiguous_addr;       /* contiguous layout: absolute data offset; UINT64_MAX when
+                                     * no storage is allocated (every value is the fill value) */
+    unsigned nfilters;
+    int filters[8];                 /* filter ids in write order */
+    char unsupported[64];           /* "" or the first filter the direct path cannot decode,
+                                     * or another reason to read this dataset through HDF5 */
+    unsigned char fill[8];          /* one element of the fill value, stored type and order */
+    uint64_t file_size;
+};
+
 /* Opens an existing file read-only.
  * Returns: HFEED_OK, or HFEED_E_FILE naming the path (missing, unreadable, not HDF5, truncated).
  * Ownership: *out is the caller's; close with hfeed__h5_file_close(). */
@@ -84,6 +100,12 @@ hfeed_status hfeed__h5_dset_read_rows(struct hfeed__h5dset *d, uint64_t row, uin
  * Returns: HFEED_OK or HFEED_E_FILE. */
 hfeed_status hfeed__h5_dset_write_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
                                        const void *src, struct hfeed__err *err);
+
+/* Describes d's storage for the direct path; out->unsupported names why HDF5 must read it
+ * instead (a filter the codec lacks, external storage, a non-default file driver, ...).
+ * Returns: HFEED_OK or HFEED_E_DATASET. */
+hfeed_status hfeed__h5_dset_storage(struct hfeed__h5dset *d, struct hfeed__dset_storage *out,
+                                    struct hfeed__err *err);
 
 /* Returns: whether the HDF5 library in use was built thread-safe. */
 bool hfeed__h5_threadsafe(void);

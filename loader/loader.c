@@ -11,6 +11,7 @@
  * thread (it touches only the ring, under the ring's mutex, and the atomic reference count). */
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -157,9 +158,24 @@ static void fill_info(struct hfeed_loader *l)
     in->hdf5_threadsafe = hfeed__h5_threadsafe();
 }
 
+/* HFEED_READ_PATH=hdf5 forces every read through H5Dread for a whole run (to compare the two
+ * paths, or to rule the direct one out); it is read here, once per open, and logged. */
+static void apply_env(struct hfeed__config *cfg, const struct hfeed__logger *log)
+{
+    const char *v = getenv("HFEED_READ_PATH");
+    if (v == NULL || v[0] == '\0') return;
+    if (strcmp(v, "hdf5") == 0 || strcmp(v, "auto") == 0) {
+        cfg->direct = strcmp(v, "auto") == 0;
+        hfeed__log(log, HFEED_LOG_INFO, "HFEED_READ_PATH=%s: read_path set to \"%s\"", v, v);
+    } else {
+        hfeed__log(log, HFEED_LOG_WARN, "HFEED_READ_PATH=%s ignored: expected \"auto\" or \"hdf5\"",
+                   v);
+    }
+}
+
 /* Builds a loader from a parsed config (which it takes over, also on failure). */
-static hfeed_status open_config(struct hfeed__config *cfg, hfeed_loader **out,
-                                struct hfeed__err *err)
+static hfeed_status open_config(struct hfeed__config *cfg, const struct hfeed__logger *log,
+                                hfeed_loader **out, struct hfeed__err *err)
 {
     struct hfeed_loader *l = hfeed__calloc(1, sizeof *l);
     if (l == NULL) {
@@ -168,8 +184,9 @@ static hfeed_status open_config(struct hfeed__config *cfg, hfeed_loader **out,
     }
     l->cfg = cfg;
     atomic_init(&l->refs, 1u);
+    apply_env(cfg, log);
     hfeed_status st = check_device(cfg, err);
-    if (st == HFEED_OK) st = hfeed__catalog_open(cfg, &l->cat, err);
+    if (st == HFEED_OK) st = hfeed__catalog_open(cfg, log, &l->cat, err);
     if (st == HFEED_OK) st = make_sampler(l, err);
     if (st == HFEED_OK) {
         l->info.batches_per_epoch = hfeed__sampler_batches_per_epoch(l->sampler);
@@ -177,7 +194,7 @@ static hfeed_status open_config(struct hfeed__config *cfg, hfeed_loader **out,
     }
     if (st == HFEED_OK)
         st = hfeed__reader_create(l->cat, l->ring, cfg->workers, (size_t)cfg->batch_size,
-                                  &l->reader, err);
+                                  (size_t)(cfg->cache_mb << 20), &l->reader, err);
     if (st == HFEED_OK) {
         fill_info(l);
         st = hfeed__reader_start(l->reader, err);
@@ -191,10 +208,11 @@ static hfeed_status open_config(struct hfeed__config *cfg, hfeed_loader **out,
 }
 
 /* Shared tail of both open functions: turn an error into the caller's buffer. */
-static hfeed_status finish_open(hfeed_status st, struct hfeed__config *cfg, hfeed_loader **out,
+static hfeed_status finish_open(hfeed_status st, struct hfeed__config *cfg,
+                                const struct hfeed__logger *log, hfeed_loader **out,
                                 struct hfeed__err *err, char *errbuf, size_t errbuf_len)
 {
-    if (st == HFEED_OK) st = open_config(cfg, out, err);
+    if (st == HFEED_OK) st = open_config(cfg, log, out, err);
     if (st != HFEED_OK) hfeed__err_copy(err, errbuf, errbuf_len);
     return st;
 }
@@ -204,15 +222,14 @@ hfeed_status hfeed_loader_open(const char *config_path, hfeed_log_fn log, void *
 {
     struct hfeed__err err = {0};
     struct hfeed__config *cfg = NULL;
-    (void)log;
-    (void)log_user;
+    const struct hfeed__logger logger = {log, log_user};
     if (out == NULL || config_path == NULL) {
         hfeed__err_set(&err, HFEED_E_INVALID_ARG, "hfeed_loader_open: NULL argument");
-        return finish_open(HFEED_E_INVALID_ARG, NULL, out, &err, errbuf, errbuf_len);
+        return finish_open(HFEED_E_INVALID_ARG, NULL, &logger, out, &err, errbuf, errbuf_len);
     }
     *out = NULL;
     const hfeed_status st = hfeed__config_load(config_path, &cfg, &err);
-    return finish_open(st, cfg, out, &err, errbuf, errbuf_len);
+    return finish_open(st, cfg, &logger, out, &err, errbuf, errbuf_len);
 }
 
 hfeed_status hfeed_loader_open_json(const char *json, const char *base_dir, hfeed_log_fn log,
@@ -221,15 +238,14 @@ hfeed_status hfeed_loader_open_json(const char *json, const char *base_dir, hfee
 {
     struct hfeed__err err = {0};
     struct hfeed__config *cfg = NULL;
-    (void)log;
-    (void)log_user;
+    const struct hfeed__logger logger = {log, log_user};
     if (out == NULL || json == NULL) {
         hfeed__err_set(&err, HFEED_E_INVALID_ARG, "hfeed_loader_open_json: NULL argument");
-        return finish_open(HFEED_E_INVALID_ARG, NULL, out, &err, errbuf, errbuf_len);
+        return finish_open(HFEED_E_INVALID_ARG, NULL, &logger, out, &err, errbuf, errbuf_len);
     }
     *out = NULL;
     const hfeed_status st = hfeed__config_parse(json, base_dir, NULL, &cfg, &err);
-    return finish_open(st, cfg, out, &err, errbuf, errbuf_len);
+    return finish_open(st, cfg, &logger, out, &err, errbuf, errbuf_len);
 }
 
 static void unref(struct hfeed_loader *l)
@@ -324,6 +340,9 @@ hfeed_status hfeed_loader_get_stats(hfeed_loader *l, hfeed_stats *out)
     out->read_ns = rs.read_ns;
     out->convert_ns = rs.convert_ns;
     out->fallback_reads = rs.h5_reads;
+    out->decode_ns = rs.decode_ns;
+    out->chunk_decodes = rs.chunk_decodes;
+    out->cache_hits = rs.cache_hits;
     return HFEED_OK;
 }
 

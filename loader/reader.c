@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "chunkcache.h"
+#include "codec.h"
 
 /* A sample of the batch being filled: its global index and its row in the slot. */
 struct pick {
@@ -21,7 +23,11 @@ struct worker {
     bool running;
     unsigned char *scratch;   /* batch_size rows of the widest stored sample */
     struct pick *picks;       /* batch_size */
-    atomic_uint_fast64_t read_ns, convert_ns, nan, overflow, h5_reads;
+    struct hfeed__codec *codec;
+    unsigned char *raw;       /* one stored chunk (the largest) */
+    unsigned char *tmp;       /* one decoded chunk: the codec's scratch */
+    unsigned char *own;       /* one decoded chunk, when the cache has no free entry */
+    atomic_uint_fast64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads;
 };
 
 struct hfeed__reader {
@@ -30,6 +36,7 @@ struct hfeed__reader {
     size_t batch_size;
     unsigned nworkers;
     struct worker *workers;
+    struct hfeed__chunkcache *cache;
     size_t memory;
 };
 
@@ -85,39 +92,122 @@ static hfeed_status convert_run(struct worker *w, const struct hfeed__field *f,
     return st;
 }
 
-/* Reads the n samples p[0..n) of field f, consecutive rows from `row` of file fi, into the slot. */
-static hfeed_status read_run(struct worker *w, const struct hfeed__field *f, size_t fi,
-                             uint64_t row, const struct pick *p, size_t n, unsigned char *dst,
-                             struct hfeed__err *err)
+static hfeed_status range_error(struct worker *w, const struct hfeed__field *f, size_t fi,
+                                uint64_t row, struct hfeed__err *err)
+{
+    return HFEED__FAIL(err, HFEED_E_RANGE,
+                       "field \"%s\": file \"%s\" dataset \"%s\" row %llu: a value does not fit %s",
+                       f->name, hfeed__h5_file_path(w->reader->cat->files[fi]), f->dataset,
+                       (unsigned long long)row, hfeed_dtype_name(f->dtype));
+}
+
+static bool positions_in_order(const struct pick *p, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (p[i].pos != p[0].pos + i) return false;
+    return true;
+}
+
+/* Stored rows [row, row + n) of source s into `into`: pread where the direct path knows the
+ * bytes, else H5Dread. */
+static hfeed_status fetch_rows(struct worker *w, const struct hfeed__source *s, uint64_t row,
+                               uint64_t n, unsigned char *into, struct hfeed__err *err)
+{
+    if (s->direct != NULL) return hfeed__chunkio_read_rows(s->direct, row, n, into, err);
+    add(&w->h5_reads, 1);
+    return hfeed__h5_dset_read_rows(s->dset, row, n, into, err);
+}
+
+/* Reads the n samples p[0..n) of field f, consecutive rows from `row` of file fi, into the slot:
+ * straight into place when no conversion is needed, else through scratch and convert. */
+static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f, size_t fi,
+                                  uint64_t row, const struct pick *p, size_t n, unsigned char *dst,
+                                  struct hfeed__err *err)
 {
     const struct hfeed__source *s = &f->sources[fi];
-    bool in_order = true;
-    for (size_t i = 1; i < n && in_order; i++) in_order = p[i].pos == p[0].pos + i;
+    const bool in_order = positions_in_order(p, n);
     const bool direct = in_order && s->conv.copy;
 
     const uint64_t t0 = now_ns();
     unsigned char *into = direct ? dst + p[0].pos * f->row_bytes : w->scratch;
-    HFEED__CHECK(hfeed__h5_dset_read_rows(s->dset, row, n, into, err));
-    add(&w->h5_reads, 1);
+    HFEED__CHECK(fetch_rows(w, s, row, n, into, err));
     const uint64_t t1 = now_ns();
     add(&w->read_ns, t1 - t0);
+    size_t bad_row = 0;
+    hfeed_status st = HFEED_OK;
     if (direct) {
         struct hfeed__conv_counts counts = {0, 0};
         hfeed__conv_count(&s->conv, into, n * f->row_elems, &counts);
         add(&w->nan, counts.nan);
-        return HFEED_OK;
+    } else {
+        st = convert_run(w, f, s, p, n, in_order, w->scratch, dst, &bad_row);
     }
-
-    size_t bad_row = 0;
-    const hfeed_status st = convert_run(w, f, s, p, n, in_order, w->scratch, dst, &bad_row);
     add(&w->convert_ns, now_ns() - t1);
-    if (st == HFEED_E_RANGE)
-        return HFEED__FAIL(err, HFEED_E_RANGE,
-                           "field \"%s\": file \"%s\" dataset \"%s\" row %llu: a value does not "
-                           "fit %s",
-                           f->name, hfeed__h5_file_path(w->reader->cat->files[fi]), f->dataset,
-                           (unsigned long long)(row + bad_row), hfeed_dtype_name(f->dtype));
+    return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, err) : st;
+}
+
+/* What decode_chunk needs: which chunk of which source, decoded with whose buffers. */
+struct chunk_job {
+    struct worker *w;
+    const struct hfeed__direct *d;
+    uint64_t chunk;
+};
+
+/* hfeed__decode_fn: pread the stored chunk and undo its filters into dst, outside every lock. */
+static hfeed_status decode_chunk(void *ctx, unsigned char *dst, struct hfeed__err *err)
+{
+    const struct chunk_job *j = ctx;
+    const uint64_t t0 = now_ns();
+    size_t len = 0;
+    HFEED__CHECK(hfeed__chunkio_read_chunk(j->d, j->chunk, j->w->raw, &len, err));
+    const uint64_t t1 = now_ns();
+    add(&j->w->read_ns, t1 - t0);
+    hfeed_status st = HFEED_OK;
+    if (len == 0) {
+        hfeed__chunkio_fill(j->d, dst, j->d->chunk_bytes / j->d->elem_size);
+    } else {
+        struct hfeed__err why = {0};
+        st = hfeed__codec_decode(j->w->codec, &j->d->pipeline, j->d->chunks[j->chunk].filter_mask,
+                                 j->w->raw, len, dst, j->w->tmp, j->d->chunk_bytes, &why);
+        if (st != HFEED_OK)
+            HFEED__FAIL(err, st, "file \"%s\" dataset \"%s\" chunk %llu (rows %llu..): %s",
+                        j->d->path, j->d->dataset, (unsigned long long)j->chunk,
+                        (unsigned long long)(j->chunk * j->d->chunk_rows), why.msg);
+    }
+    add(&j->w->decode_ns, now_ns() - t1);
     return st;
+}
+
+/* Like read_rows_run, for a filtered source: each chunk the run touches comes decoded from the
+ * shared cache (decoded there by whichever worker needed it first), and its rows are converted
+ * straight from the cache into the slot. */
+static hfeed_status read_chunks_run(struct worker *w, const struct hfeed__field *f, size_t k,
+                                    size_t fi, uint64_t row, const struct pick *p, size_t n,
+                                    unsigned char *dst, struct hfeed__err *err)
+{
+    const struct hfeed__catalog *c = w->reader->cat;
+    const struct hfeed__source *s = &f->sources[fi];
+    const struct hfeed__direct *d = s->direct;
+    const uint64_t source_id = (uint64_t)(k * c->nfiles + fi);
+    for (size_t i = 0; i < n;) {
+        const uint64_t chunk = (row + i) / d->chunk_rows;
+        const uint64_t first = row + i - chunk * d->chunk_rows;
+        const size_t take = (size_t)(d->chunk_rows - first < n - i ? d->chunk_rows - first : n - i);
+        struct chunk_job job = {w, d, chunk};
+        const unsigned char *data;
+        void *token;
+        HFEED__CHECK(hfeed__chunkcache_acquire(w->reader->cache, source_id << 40 | chunk,
+                                               decode_chunk, &job, w->own, &data, &token, err));
+        const uint64_t t0 = now_ns();
+        size_t bad_row = 0;
+        const hfeed_status st = convert_run(w, f, s, p + i, take, positions_in_order(p + i, take),
+                                            data + first * d->row_bytes, dst, &bad_row);
+        hfeed__chunkcache_release(w->reader->cache, token);
+        add(&w->convert_ns, now_ns() - t0);
+        if (st != HFEED_OK) return range_error(w, f, fi, row + i + bad_row, err);
+        i += take;
+    }
+    return HFEED_OK;
 }
 
 /* Reads every field of the slot's batch. */
@@ -134,8 +224,13 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
             while (j < slot->samples && w->picks[j].index == w->picks[j - 1].index + 1 &&
                    w->picks[j].index < file_end)
                 j++;
-            HFEED__CHECK(read_run(w, &c->fields[k], fi, row, &w->picks[i], j - i, slot->data[k],
-                                  &slot->err));
+            const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
+            if (d != NULL && hfeed__chunkio_filtered(d))
+                HFEED__CHECK(read_chunks_run(w, &c->fields[k], k, fi, row, &w->picks[i], j - i,
+                                             slot->data[k], &slot->err));
+            else
+                HFEED__CHECK(read_rows_run(w, &c->fields[k], fi, row, &w->picks[i], j - i,
+                                           slot->data[k], &slot->err));
             i = j;
             /* Closing does not wait for the rest of a batch nobody will take. */
             if (hfeed__ring_stopping(w->reader->ring)) return HFEED_OK;
@@ -156,7 +251,7 @@ static void *work(void *arg)
 }
 
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
-                                  unsigned nworkers, size_t batch_size,
+                                  unsigned nworkers, size_t batch_size, size_t cache_budget,
                                   struct hfeed__reader **out, struct hfeed__err *err)
 {
     *out = NULL;
@@ -178,6 +273,21 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
         w->picks = hfeed__alloc(batch_size * sizeof *w->picks);
         ok = w->scratch != NULL && w->picks != NULL;
         r->memory += widest * batch_size + batch_size * sizeof *w->picks;
+        if (ok && c->max_chunk_bytes > 0) {
+            w->raw = hfeed__alloc_aligned(c->max_stored_chunk);
+            w->tmp = hfeed__alloc_aligned(c->max_chunk_bytes);
+            w->own = hfeed__alloc_aligned(c->max_chunk_bytes);
+            ok = w->raw != NULL && w->tmp != NULL && w->own != NULL &&
+                 hfeed__codec_create(&w->codec, err) == HFEED_OK;
+            r->memory += c->max_stored_chunk + 2 * c->max_chunk_bytes;
+        }
+    }
+    if (ok && c->max_chunk_bytes > 0) {
+        /* More entries than chunks would never be used. */
+        if (cache_budget / c->max_chunk_bytes > c->filtered_chunks)
+            cache_budget = (size_t)c->filtered_chunks * c->max_chunk_bytes;
+        ok = hfeed__chunkcache_create(cache_budget, c->max_chunk_bytes, &r->cache, err) == HFEED_OK;
+        if (ok) r->memory += hfeed__chunkcache_memory(r->cache);
     }
     if (!ok) {
         hfeed__reader_destroy(r);
@@ -218,10 +328,15 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
         struct worker *w = &r->workers[i];
         out->read_ns += atomic_load_explicit(&w->read_ns, memory_order_relaxed);
         out->convert_ns += atomic_load_explicit(&w->convert_ns, memory_order_relaxed);
+        out->decode_ns += atomic_load_explicit(&w->decode_ns, memory_order_relaxed);
         out->nan += atomic_load_explicit(&w->nan, memory_order_relaxed);
         out->overflow += atomic_load_explicit(&w->overflow, memory_order_relaxed);
         out->h5_reads += atomic_load_explicit(&w->h5_reads, memory_order_relaxed);
     }
+    struct hfeed__chunkcache_stats cs = {0, 0, 0};
+    if (r->cache != NULL) hfeed__chunkcache_get_stats(r->cache, &cs);
+    out->cache_hits = cs.hits;
+    out->chunk_decodes = cs.decodes + cs.uncached;
 }
 
 size_t hfeed__reader_memory(const struct hfeed__reader *r)
@@ -236,7 +351,12 @@ void hfeed__reader_destroy(struct hfeed__reader *r)
     for (unsigned i = 0; i < r->nworkers; i++) {
         hfeed__free(r->workers[i].scratch);
         hfeed__free(r->workers[i].picks);
+        hfeed__free(r->workers[i].raw);
+        hfeed__free(r->workers[i].tmp);
+        hfeed__free(r->workers[i].own);
+        hfeed__codec_destroy(r->workers[i].codec);
     }
+    hfeed__chunkcache_destroy(r->cache);
     hfeed__free(r->workers);
     hfeed__free(r);
 }

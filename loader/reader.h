@@ -8,8 +8,11 @@
  * (no second copy); every other run goes through the worker's scratch buffer and is converted
  * into its rows in one pass.
  *
- * This issue's read path is HDF5's (h5io, serialised behind the HDF5 lock); the direct chunk
- * path (#3) slots in beside read_run() without changing the ring or the loader.
+ * Two read paths: the direct one (chunkio: pread at offsets known since open; codec: deflate,
+ * shuffle, fletcher32 decoded by the worker itself; both without any lock), and HDF5's H5Dread
+ * (h5io, behind the HDF5 lock) for sources the direct path does not understand. Decoded chunks
+ * live in a shared chunkcache, so with chunk shuffle or sequential order each chunk is decoded
+ * once; rows are converted straight from the decoded chunk into the slot.
  *
  * Threads: the workers share only the ring (its mutex), the catalog (read-only) and h5io (its
  * lock). Counters are per worker and atomic; the consumer sums them. */
@@ -26,14 +29,16 @@
 struct hfeed__reader;
 
 struct hfeed__reader_stats {
-    uint64_t read_ns, convert_ns, nan, overflow, h5_reads;
+    uint64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads;
+    uint64_t cache_hits, chunk_decodes;
 };
 
-/* Allocates nworkers workers with their scratch buffers; starts no thread.
+/* Allocates nworkers workers with their scratch buffers and codecs, and the decoded-chunk cache
+ * of cache_budget bytes (when a source needs decoding); starts no thread.
  * Returns: HFEED_OK or HFEED_E_NOMEM. Ownership: the caller's; hfeed__reader_destroy(). The
  * catalog and ring must outlive the reader. */
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
-                                  unsigned nworkers, size_t batch_size,
+                                  unsigned nworkers, size_t batch_size, size_t cache_budget,
                                   struct hfeed__reader **out, struct hfeed__err *err);
 
 /* Starts the worker threads. Returns: HFEED_OK or HFEED_E_THREAD (then none is running). */

@@ -1,0 +1,244 @@
+/* chunkcache: a fixed pool of decoded chunks shared by the workers (design in chunkcache.h).
+ *
+ * Data structures, all guarded by `mu`: `entries` (the pool), a chained hash from key to entry
+ * (`buckets` + entry.next_in_bucket), a stack of free entries, and a doubly linked LRU list of
+ * READY entries nobody references (head = oldest). A referenced or DECODING entry is on neither
+ * list, so it can never be reused under a reader. */
+#include "chunkcache.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "alloc.h"
+
+#define NONE UINT32_MAX
+
+enum entry_state { ENTRY_FREE, ENTRY_DECODING, ENTRY_READY };
+
+struct entry {
+    uint64_t key;
+    enum entry_state state;
+    uint32_t refs;
+    uint32_t next_in_bucket;
+    uint32_t lru_prev, lru_next;
+    unsigned char *data;
+};
+
+struct hfeed__chunkcache {
+    pthread_mutex_t mu;
+    pthread_cond_t decoded;       /* an entry left DECODING */
+    struct entry *entries;
+    uint32_t nentries;
+    uint32_t *buckets;            /* nbuckets heads, NONE = empty */
+    uint32_t nbuckets;            /* a power of two */
+    uint32_t *free_stack;
+    uint32_t nfree;
+    uint32_t lru_head, lru_tail;  /* oldest, newest */
+    unsigned char *arena;
+    size_t memory;
+    struct hfeed__chunkcache_stats stats;
+};
+
+static uint32_t bucket_of(const struct hfeed__chunkcache *c, uint64_t key)
+{
+    key ^= key >> 31;
+    key *= 0x9e3779b97f4a7c15u;
+    return (uint32_t)(key >> 32) & (c->nbuckets - 1);
+}
+
+static uint32_t lookup(const struct hfeed__chunkcache *c, uint64_t key)
+{
+    uint32_t i = c->buckets[bucket_of(c, key)];
+    while (i != NONE && c->entries[i].key != key) i = c->entries[i].next_in_bucket;
+    return i;
+}
+
+static void hash_insert(struct hfeed__chunkcache *c, uint32_t i)
+{
+    const uint32_t b = bucket_of(c, c->entries[i].key);
+    c->entries[i].next_in_bucket = c->buckets[b];
+    c->buckets[b] = i;
+}
+
+static void hash_remove(struct hfeed__chunkcache *c, uint32_t i)
+{
+    uint32_t *link = &c->buckets[bucket_of(c, c->entries[i].key)];
+    while (*link != i) link = &c->entries[*link].next_in_bucket;
+    *link = c->entries[i].next_in_bucket;
+}
+
+static void lru_remove(struct hfeed__chunkcache *c, uint32_t i)
+{
+    struct entry *e = &c->entries[i];
+    if (e->lru_prev != NONE) c->entries[e->lru_prev].lru_next = e->lru_next;
+    else c->lru_head = e->lru_next;
+    if (e->lru_next != NONE) c->entries[e->lru_next].lru_prev = e->lru_prev;
+    else c->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NONE;
+}
+
+static void lru_append(struct hfeed__chunkcache *c, uint32_t i)
+{
+    struct entry *e = &c->entries[i];
+    e->lru_prev = c->lru_tail;
+    e->lru_next = NONE;
+    if (c->lru_tail != NONE) c->entries[c->lru_tail].lru_next = i;
+    else c->lru_head = i;
+    c->lru_tail = i;
+}
+
+static void make_free(struct hfeed__chunkcache *c, uint32_t i)
+{
+    c->entries[i].state = ENTRY_FREE;
+    c->entries[i].refs = 0;
+    c->free_stack[c->nfree++] = i;
+}
+
+/* A free entry, or the least recently used unreferenced one; NONE when every entry is busy. */
+static uint32_t take_entry(struct hfeed__chunkcache *c)
+{
+    if (c->nfree > 0) return c->free_stack[--c->nfree];
+    const uint32_t i = c->lru_head;
+    if (i == NONE) return NONE;
+    lru_remove(c, i);
+    hash_remove(c, i);
+    return i;
+}
+
+hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes,
+                                      struct hfeed__chunkcache **out, struct hfeed__err *err)
+{
+    *out = NULL;
+    struct hfeed__chunkcache *c = hfeed__calloc(1, sizeof *c);
+    if (c == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "chunk cache: out of memory");
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->decoded, NULL);
+    c->lru_head = c->lru_tail = NONE;
+    const size_t n = entry_bytes > 0 ? budget / entry_bytes : 0;
+    c->nentries = n < NONE / 2 ? (uint32_t)n : NONE / 2;
+    c->nbuckets = 1;
+    while (c->nbuckets < 2 * c->nentries) c->nbuckets *= 2;
+    c->entries = hfeed__calloc(c->nentries, sizeof *c->entries);
+    c->buckets = hfeed__alloc(c->nbuckets * sizeof *c->buckets);
+    c->free_stack = hfeed__alloc(c->nentries * sizeof *c->free_stack);
+    c->arena = hfeed__alloc_aligned(c->nentries * entry_bytes);
+    if (c->entries == NULL || c->buckets == NULL || c->free_stack == NULL || c->arena == NULL) {
+        hfeed__chunkcache_destroy(c);
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "chunk cache: out of memory for %zu bytes", budget);
+    }
+    c->memory = c->nentries * entry_bytes;
+    for (uint32_t b = 0; b < c->nbuckets; b++) c->buckets[b] = NONE;
+    for (uint32_t i = c->nentries; i-- > 0;) {
+        c->entries[i].data = c->arena + (size_t)i * entry_bytes;
+        c->entries[i].lru_prev = c->entries[i].lru_next = NONE;
+        make_free(c, i);
+    }
+    *out = c;
+    return HFEED_OK;
+}
+
+void hfeed__chunkcache_destroy(struct hfeed__chunkcache *c)
+{
+    if (c == NULL) return;
+    hfeed__free(c->arena);
+    hfeed__free(c->free_stack);
+    hfeed__free(c->buckets);
+    hfeed__free(c->entries);
+    pthread_cond_destroy(&c->decoded);
+    pthread_mutex_destroy(&c->mu);
+    hfeed__free(c);
+}
+
+/* Decodes into entry i (DECODING, referenced by us) outside the lock; lock held on entry and
+ * on return. On failure the entry goes back to the free stack and waiters look again. */
+static hfeed_status decode_into(struct hfeed__chunkcache *c, uint32_t i, hfeed__decode_fn decode,
+                                void *ctx, struct hfeed__err *err)
+{
+    pthread_mutex_unlock(&c->mu);
+    const hfeed_status st = decode(ctx, c->entries[i].data, err);
+    pthread_mutex_lock(&c->mu);
+    if (st == HFEED_OK) {
+        c->entries[i].state = ENTRY_READY;
+    } else {
+        hash_remove(c, i);
+        make_free(c, i);
+    }
+    pthread_cond_broadcast(&c->decoded);
+    return st;
+}
+
+hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key,
+                                       hfeed__decode_fn decode, void *ctx, unsigned char *own,
+                                       const unsigned char **data, void **token,
+                                       struct hfeed__err *err)
+{
+    *data = NULL;
+    *token = NULL;
+    pthread_mutex_lock(&c->mu);
+    uint32_t i = lookup(c, key);
+    while (i != NONE && c->entries[i].state == ENTRY_DECODING) {
+        pthread_cond_wait(&c->decoded, &c->mu);
+        i = lookup(c, key);
+    }
+    hfeed_status st = HFEED_OK;
+    if (i != NONE) { /* READY */
+        if (c->entries[i].refs++ == 0) lru_remove(c, i);
+        c->stats.hits++;
+    } else {
+        i = take_entry(c);
+        if (i == NONE) {
+            c->stats.uncached++;
+            pthread_mutex_unlock(&c->mu);
+            st = decode(ctx, own, err);
+            *data = st == HFEED_OK ? own : NULL;
+            return st;
+        }
+        struct entry *e = &c->entries[i];
+        e->key = key;
+        e->state = ENTRY_DECODING;
+        e->refs = 1;
+        hash_insert(c, i);
+        c->stats.decodes++;
+        st = decode_into(c, i, decode, ctx, err);
+    }
+    if (st == HFEED_OK) {
+        *data = c->entries[i].data;
+        *token = &c->entries[i];
+    }
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token)
+{
+    if (token == NULL) return;
+    struct entry *e = token;
+    const uint32_t i = (uint32_t)(e - c->entries);
+    pthread_mutex_lock(&c->mu);
+    if (--e->refs == 0) lru_append(c, i);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void hfeed__chunkcache_clear(struct hfeed__chunkcache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->lru_head != NONE) {
+        const uint32_t i = c->lru_head;
+        lru_remove(c, i);
+        hash_remove(c, i);
+        make_free(c, i);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t hfeed__chunkcache_memory(const struct hfeed__chunkcache *c)
+{
+    return c->memory;
+}
+
+void hfeed__chunkcache_get_stats(struct hfeed__chunkcache *c, struct hfeed__chunkcache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->mu);
+}

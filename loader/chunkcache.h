@@ -1,0 +1,53 @@
+/* chunkcache: decoded chunks shared by the workers, within a fixed byte budget.
+ *
+ * With chunk shuffle or sequential order several consecutive batches need the same chunk; the
+ * cache lets the first worker that needs a chunk decode it once and the others use it. Entries
+ * are allocated at create (budget / entry_bytes of them, entry_bytes = the largest decoded
+ * chunk), so memory is fixed after open.
+ *
+ * An entry is DECODING (one worker decodes it outside the lock; others needing it wait on
+ * `decoded`), READY with a reference count, or free. Unreferenced READY entries sit on an LRU
+ * list and are reused oldest first. When no entry can be had (all referenced, or a budget of 0)
+ * the caller decodes into its own buffer: slower, never wrong, never blocking forever.
+ *
+ * Locking: one mutex; decoding runs outside it; no other lock is taken while holding it. */
+#ifndef HFEED_CHUNKCACHE_H
+#define HFEED_CHUNKCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct hfeed__chunkcache;
+
+/* Decodes a chunk into dst (entry_bytes of room). Runs without the cache lock. */
+typedef hfeed_status (*hfeed__decode_fn)(void *ctx, unsigned char *dst, struct hfeed__err *err);
+
+struct hfeed__chunkcache_stats {
+    uint64_t hits, decodes, uncached;
+};
+
+/* Returns: HFEED_OK or HFEED_E_NOMEM. budget may be smaller than one entry (no caching). */
+hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes,
+                                      struct hfeed__chunkcache **out, struct hfeed__err *err);
+void hfeed__chunkcache_destroy(struct hfeed__chunkcache *c);
+
+/* Gets the decoded bytes of chunk `key`: from the cache, or by calling decode (into a cache
+ * entry, or into `own` — the caller's buffer of entry_bytes — when no entry is free).
+ * *data points at the bytes; *token must be passed to hfeed__chunkcache_release() (it may be
+ * NULL for an uncached chunk; release accepts that).
+ * Returns: HFEED_OK, or decode's error (nothing is cached then). */
+hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key,
+                                       hfeed__decode_fn decode, void *ctx, unsigned char *own,
+                                       const unsigned char **data, void **token,
+                                       struct hfeed__err *err);
+void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token);
+
+/* Forgets every unreferenced entry (after seek, nothing old is worth keeping). */
+void hfeed__chunkcache_clear(struct hfeed__chunkcache *c);
+
+size_t hfeed__chunkcache_memory(const struct hfeed__chunkcache *c);
+void hfeed__chunkcache_get_stats(struct hfeed__chunkcache *c, struct hfeed__chunkcache_stats *out);
+
+#endif

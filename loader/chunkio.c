@@ -1,0 +1,83 @@
+/* chunkio: pread-based reads of stored dataset bytes, no HDF5 (design in chunkio.h). */
+#include "chunkio.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+bool hfeed__chunkio_filtered(const struct hfeed__direct *d)
+{
+    return d->chunked && d->pipeline.nfilters > 0;
+}
+
+void hfeed__chunkio_fill(const struct hfeed__direct *d, unsigned char *dst, uint64_t n)
+{
+    bool zero = true;
+    for (size_t i = 0; i < d->elem_size; i++) zero = zero && d->fill[i] == 0;
+    if (zero) {
+        memset(dst, 0, (size_t)n * d->elem_size);
+        return;
+    }
+    for (uint64_t i = 0; i < n; i++) memcpy(dst + i * d->elem_size, d->fill, d->elem_size);
+}
+
+/* pread of exactly len bytes, retrying short reads; a read past the end is an error. */
+static hfeed_status pread_all(const struct hfeed__direct *d, unsigned char *dst, size_t len,
+                              uint64_t off, struct hfeed__err *err)
+{
+    size_t done = 0;
+    while (done < len) {
+        const ssize_t got = pread(d->fd, dst + done, len - done, (off_t)(off + done));
+        if (got > 0) {
+            done += (size_t)got;
+            continue;
+        }
+        if (got < 0 && errno == EINTR) continue;
+        return HFEED__FAIL(err, HFEED_E_READ,
+                           "file \"%s\" dataset \"%s\": %s reading %zu bytes at offset %llu%s",
+                           d->path, d->dataset, got < 0 ? strerror(errno) : "end of file",
+                           len, (unsigned long long)off, got == 0 ? " (truncated file?)" : "");
+    }
+    return HFEED_OK;
+}
+
+hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t row, uint64_t n,
+                                      unsigned char *dst, struct hfeed__err *err)
+{
+    if (!d->chunked) {
+        if (d->contiguous_addr == HFEED__CHUNK_UNALLOCATED) {
+            hfeed__chunkio_fill(d, dst, n * (d->row_bytes / d->elem_size));
+            return HFEED_OK;
+        }
+        return pread_all(d, dst, (size_t)n * d->row_bytes, d->contiguous_addr + row * d->row_bytes,
+                         err);
+    }
+    while (n > 0) {
+        const uint64_t c = row / d->chunk_rows, first = row - c * d->chunk_rows;
+        const uint64_t take = d->chunk_rows - first < n ? d->chunk_rows - first : n;
+        const size_t bytes = (size_t)take * d->row_bytes;
+        if (d->chunks[c].addr == HFEED__CHUNK_UNALLOCATED)
+            hfeed__chunkio_fill(d, dst, bytes / d->elem_size);
+        else
+            HFEED__CHECK(pread_all(d, dst, bytes, d->chunks[c].addr + first * d->row_bytes, err));
+        dst += bytes;
+        row += take;
+        n -= take;
+    }
+    return HFEED_OK;
+}
+
+hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c,
+                                       unsigned char *buf, size_t *len, struct hfeed__err *err)
+{
+    const struct hfeed__chunk_ref *ref = &d->chunks[c];
+    *len = 0;
+    if (ref->addr == HFEED__CHUNK_UNALLOCATED) return HFEED_OK;
+    if (ref->size > d->max_stored_chunk)
+        return HFEED__FAIL(err, HFEED_E_READ, "file \"%s\" dataset \"%s\" chunk %llu: stored "
+                           "size %llu is larger than the index said", d->path, d->dataset,
+                           (unsigned long long)c, (unsigned long long)ref->size);
+    HFEED__CHECK(pread_all(d, buf, (size_t)ref->size, ref->addr, err));
+    *len = (size_t)ref->size;
+    return HFEED_OK;
+}

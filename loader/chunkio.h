@@ -1,0 +1,57 @@
+/* chunkio: the lock-free read path. Reads a dataset's stored bytes with pread(2) at offsets
+ * learned once at open (contiguous: H5Dget_offset; chunked: chunkindex), never calling HDF5, so
+ * worker threads read in parallel. pread has no shared file position, so the workers share one
+ * descriptor per file.
+ *
+ * A direct source is one field in one file whose storage the path understands: contiguous, or
+ * chunked with chunks spanning every axis but the first (chunk i = rows [i * chunk_rows, ...)),
+ * filtered at most with deflate, shuffle and fletcher32. Unwritten storage reads as the dataset's
+ * fill value. Everything else stays with h5io (H5Dread), decided once at open and logged. */
+#ifndef HFEED_CHUNKIO_H
+#define HFEED_CHUNKIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunkindex.h"
+#include "codec.h"
+#include "error.h"
+
+struct hfeed__direct {
+    const char *path;             /* for messages; borrowed */
+    const char *dataset;          /* for messages; borrowed */
+    int fd;                       /* borrowed: one per file, owned by the catalog */
+    size_t elem_size;
+    size_t row_bytes;             /* stored bytes of one sample */
+    uint64_t nrows;
+    bool chunked;
+    uint64_t contiguous_addr;     /* !chunked: data offset, or HFEED__CHUNK_UNALLOCATED */
+    uint64_t chunk_rows;          /* chunked: rows per chunk */
+    size_t chunk_bytes;           /* chunked: decoded bytes of one chunk */
+    struct hfeed__chunk_ref *chunks; /* chunked: nchunks entries; owned */
+    uint64_t nchunks;
+    size_t max_stored_chunk;      /* largest stored chunk, for the raw read buffer */
+    struct hfeed__pipeline pipeline; /* chunked: nfilters == 0 means unfiltered */
+    unsigned char fill[8];        /* one element of the fill value, stored bytes */
+};
+
+/* Whether d's chunks need decoding (a filter pipeline), i.e. must go through the codec. */
+bool hfeed__chunkio_filtered(const struct hfeed__direct *d);
+
+/* Reads stored rows [row, row + n) of an unfiltered source into dst (n * row_bytes), with one
+ * pread per chunk touched; unallocated storage becomes the fill value.
+ * Returns: HFEED_OK or HFEED_E_READ naming file, dataset and offset (short read: truncated). */
+hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t row, uint64_t n,
+                                      unsigned char *dst, struct hfeed__err *err);
+
+/* Reads the stored bytes of chunk c of a filtered source into buf (max_stored_chunk bytes).
+ * Sets *len; *len == 0 means the chunk is unallocated (the caller fills it).
+ * Returns: HFEED_OK or HFEED_E_READ. */
+hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c,
+                                       unsigned char *buf, size_t *len, struct hfeed__err *err);
+
+/* Writes the fill value into n elements at dst. */
+void hfeed__chunkio_fill(const struct hfeed__direct *d, unsigned char *dst, uint64_t n);
+
+#endif
