@@ -273,7 +273,7 @@ static const unsigned worker_counts[] = {1, 2, 4};
 Test(order, every_sample_once_per_epoch_in_every_mode_and_worker_count)
 {
     for (size_t m = 0; m < 3; m++) {
-        struct run first;
+        struct run first = {0};
         for (size_t w = 0; w < 3; w++) {
             struct cfg c = cfg_default(modes[m]);
             c.workers = worker_counts[w];

@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""Exit codes and messages of the h5feed program.
+
+Usage: /usr/bin/python3 test_cli.py /path/to/h5feed
+
+The rules (STYLE.md section 11): exit 0 success, 1 a data or runtime failure, 2 a usage or config
+error; errors go to stderr as `h5feed <command>: <what>: <message>`, and a bad config's message
+names the key at fault. Uses only the standard library and h5py. Exits non-zero on failure.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+
+class Checker:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, ok, what):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print(f"FAIL: {what}", flush=True)
+        return ok
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(f"usage: {sys.argv[0]} /path/to/h5feed", file=sys.stderr)
+        return 2
+    tool = os.path.abspath(sys.argv[1])
+    c = Checker()
+
+    def run(*args):
+        p = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
+    def expect(args, code, out_has=(), err_has=(), err_prefix=None, name=None):
+        rc, out, err = run(*args)
+        label = name or " ".join(["h5feed", *args])
+        c.check(rc == code, f"{label}: exit {rc}, wanted {code}\nstdout: {out}\nstderr: {err}")
+        for s in out_has:
+            c.check(s in out, f"{label}: stdout lacks {s!r}:\n{out}")
+        for s in err_has:
+            c.check(s in err, f"{label}: stderr lacks {s!r}:\n{err}")
+        if err_prefix is not None:
+            # Log lines ("h5feed: ...") may come before the error, usage hints after it.
+            lines = err.splitlines()
+            c.check(any(x.startswith(err_prefix) for x in lines), f"{label}: no stderr line starts with "
+                                                f"{err_prefix!r}:\n{err}")
+        # A traceback-free, sanitizer-free run: nothing but our own lines on stderr.
+        c.check("Sanitizer" not in err and "runtime error" not in err,
+                f"{label}: sanitizer report:\n{err}")
+        return rc, out, err
+
+    # The dispatcher.
+    expect([], 2, err_has=["Usage: h5feed", "bench", "synth"])
+    expect(["--help"], 0, out_has=["Usage: h5feed", "bench", "synth"])
+    expect(["help"], 0, out_has=["Usage: h5feed"])
+    rc, out, _ = expect(["--version"], 0)
+    c.check(re.match(r"^h5feed \d+\.\d+\.\d+", out) is not None, f"--version prints {out!r}")
+    expect(["frobnicate"], 2, err_has=["frobnicate"], err_prefix="h5feed: ")
+    expect(["--frobnicate"], 2, err_has=["--frobnicate"], err_prefix="h5feed: ")
+    expect(["help", "frobnicate"], 2, err_has=["frobnicate"])
+
+    # --help of every command, directly and through `h5feed help <command>`.
+    for cmd in ("bench", "synth"):
+        expect([cmd, "--help"], 0, out_has=[f"Usage: h5feed {cmd}"])
+        expect(["help", cmd], 0, out_has=[f"Usage: h5feed {cmd}"])
+
+    with tempfile.TemporaryDirectory(prefix="h5feed_cli_") as tmp:
+        h5 = os.path.join(tmp, "a.h5")
+        with h5py.File(h5, "w") as f:
+            f.create_dataset("x", data=np.arange(40, dtype="<f8").reshape(10, 4), chunks=(4, 4))
+            f.create_dataset("y", data=np.arange(10, dtype="<i8"))
+
+        def config(name, obj):
+            path = os.path.join(tmp, name)
+            with open(path, "w") as f:
+                if isinstance(obj, str):
+                    f.write(obj)
+                else:
+                    json.dump(obj, f)
+            return path
+
+        good = {"files": ["a.h5"],
+                "fields": [{"name": "x", "dataset": "/x", "dtype": "float32"},
+                           {"name": "y", "dataset": "/y", "dtype": "int64"}],
+                "batch_size": 4, "workers": 1, "device": "cpu"}
+        good_path = config("good.json", good)
+
+        # bench usage errors.
+        expect(["bench"], 2, err_has=["CONFIG"], err_prefix="h5feed bench: ")
+        expect(["bench", good_path, good_path], 2, err_prefix="h5feed bench: ")
+        expect(["bench", good_path, "--bogus"], 2, err_has=["--bogus"],
+               err_prefix="h5feed bench: ")
+
+        # A working run: the text report ends with a one-line summary; --json is one object.
+        rc, out, _ = expect(["bench", good_path], 0)
+        lines = out.strip().splitlines()
+        c.check(bool(lines) and re.match(r"^10 samples in 3 batches in [0-9.]+ s: .*"
+                                         r"digest [0-9a-f]{16}$", lines[-1]) is not None,
+                f"bench summary line: {lines[-1] if lines else out!r}")
+        rc, out, _ = expect(["bench", good_path, "--json"], 0)
+        try:
+            obj = json.loads(out)
+            c.check(obj["samples"] == 10 and obj["batches"] == 3 and obj["epochs"] == 1,
+                    f"bench --json counts: {obj}")
+            c.check(re.match(r"^[0-9a-f]{16}$", obj["digest"]) is not None,
+                    f"digest {obj['digest']!r}")
+        except (ValueError, KeyError, TypeError) as e:
+            c.check(False, f"bench --json output ({e}): {out!r}")
+        rc, out, _ = expect(["bench", "--json", good_path], 0, name="bench --json first")
+
+        # A missing config file is a file error (1), not a config error.
+        expect(["bench", os.path.join(tmp, "nope.json")], 1, err_has=["nope.json"],
+               err_prefix="h5feed bench: ")
+
+        # Bad configs: exit 2 and the message names the key.
+        bad = [
+            ("bad_unknown.json", dict(good, bach_size=32), "bach_size"),
+            ("bad_batch.json", dict(good, batch_size=0), "batch_size"),
+            ("bad_workers.json", dict(good, workers=0), "workers"),
+            ("bad_shuffle.json", dict(good, shuffle="sideways"), "shuffle"),
+            ("bad_dtype.json", dict(good, fields=[{"name": "x", "dataset": "/x",
+                                                  "dtype": "float8"}]), "dtype"),
+            ("bad_shard.json", dict(good, shard={"rank": 2, "world_size": 2}), "rank"),
+            ("bad_json.json", '{"files": ["a.h5"], ', None),
+        ]
+        for name, obj, key in bad:
+            rc, _, err = expect(["bench", config(name, obj)], 2, err_prefix="h5feed bench: ",
+                                name=f"bench {name}")
+            if key is not None:
+                c.check(key in err, f"bench {name}: message does not name {key!r}: {err}")
+
+        # Data errors: exit 1.
+        expect(["bench", config("missing_h5.json", dict(good, files=["missing.h5"]))], 1,
+               err_has=["missing.h5"], err_prefix="h5feed bench: ")
+        expect(["bench", config("missing_ds.json",
+                                dict(good, fields=[{"name": "x", "dataset": "/nope",
+                                                    "dtype": "float32"}]))], 1,
+               err_has=["/nope"], err_prefix="h5feed bench: ")
+        not_h5 = config("not_h5.h5", "this is not HDF5\n")
+        expect(["bench", config("not_h5.json", dict(good, files=[not_h5]))], 1,
+               err_prefix="h5feed bench: ")
+
+        # synth usage errors: 2, naming the option.
+        out_h5 = os.path.join(tmp, "s.h5")
+        for args, word in [
+            ([], "--out"),
+            (["--out"], "--out"),
+            (["--out", out_h5, "--rows", "abc"], "--rows"),
+            (["--out", out_h5, "--rows", "-5"], "--rows"),
+            (["--out", out_h5, "--rows", "0"], "--rows"),
+            (["--out", out_h5, "--shape", "3x0"], "--shape"),
+            (["--out", out_h5, "--shape", "4xx3"], "--shape"),
+            (["--out", out_h5, "--shape", "1x1x1x1x1x1x1x1"], "--shape"),
+            (["--out", out_h5, "--dtype", "float8"], "float8"),
+            (["--out", out_h5, "--gzip", "10"], "--gzip"),
+            (["--out", out_h5, "--chunk-rows", "0", "--gzip", "1"], "--gzip"),
+            (["--out", out_h5, "--frob"], "--frob"),
+            (["--out", out_h5, "extra"], "extra"),
+        ]:
+            expect(["synth", *args], 2, err_has=[word], err_prefix="h5feed synth: ")
+        c.check(not os.path.exists(out_h5), "synth wrote a file despite a usage error")
+
+        # synth that cannot write: 1.
+        expect(["synth", "--out", os.path.join(tmp, "no", "such", "dir.h5"), "--rows", "8",
+                "--shape", "2"], 1, err_prefix="h5feed synth: ")
+
+        # synth that works, with --opt=value spelling too.
+        rc, out, _ = expect(["synth", f"--out={out_h5}", "--rows=100", "--shape", "2x3",
+                             "--dtype", "float32", "--chunk-rows", "10"], 0,
+                            out_has=[out_h5, "100 x 2 x 3", "float32"])
+        if rc == 0:
+            with h5py.File(out_h5, "r") as f:
+                c.check(f["features"].shape == (100, 2, 3), "synth --opt=value shape")
+
+    print(f"{c.passed} passed, {c.failed} failed")
+    return 1 if c.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

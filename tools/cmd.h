@@ -1,0 +1,46 @@
+/* cmd: what the files of the h5feed program share, and nothing else.
+ *
+ * The program is git-style: tools/h5feed.c dispatches `h5feed <command> [options]` to one
+ * tools/cmd_<verb>.c per command. The tools use only the public header h5feed.h, as any user of
+ * the library would (zstd's programs/ rule): no loader/ header, no HDF5.
+ *
+ * Exit codes, the same for every command: 0 success, 1 a data or runtime failure, 2 a usage or
+ * config error. Error lines go to stderr as `h5feed <command>: <what>: <message>`. */
+#ifndef HFEED_TOOLS_CMD_H
+#define HFEED_TOOLS_CMD_H
+
+#include <stdint.h>
+
+#include "h5feed.h"
+
+#define HFEED_EXIT_OK 0
+#define HFEED_EXIT_FAILURE 1
+#define HFEED_EXIT_USAGE 2
+
+/* A command's entry point. argv[0] is the command's name ("bench"); the options follow.
+ * Returns: the process exit code (HFEED_EXIT_*). */
+typedef int (*hfeed_cmd_fn)(int argc, char **argv);
+
+/* `h5feed bench CONFIG [--json]`: runs a loader over every configured epoch and reports. */
+int hfeed_cmd_bench(int argc, char **argv);
+
+/* `h5feed synth --out FILE [...]`: writes a synthetic dataset with hfeed_synth_write(). */
+int hfeed_cmd_synth(int argc, char **argv);
+
+/* The exit code for a library status: HFEED_EXIT_USAGE for HFEED_E_CONFIG and
+ * HFEED_E_INVALID_ARG (the user asked for something invalid), HFEED_EXIT_OK for HFEED_OK,
+ * HFEED_EXIT_FAILURE for everything else. */
+int hfeed_cmd_exit_code(hfeed_status status);
+
+/* Matches argv[*i] against the long option `name` ("--rows"), written either as `--rows N` or as
+ * `--rows=N`. On a match, *value points at N (borrowed from argv) and *i moves past what was used.
+ * Returns: 1 matched, 0 not this option, -1 matched but the value is missing (a message naming
+ * the option was printed to stderr, prefixed by `h5feed <cmd>: `). */
+int hfeed_cmd_option(int argc, char **argv, int *i, const char *name, const char **value,
+                     const char *cmd);
+
+/* Parses a whole decimal number without sign into *out.
+ * Returns: 0 on success, -1 when text is empty, has other characters, or overflows 64 bits. */
+int hfeed_cmd_parse_u64(const char *text, uint64_t *out);
+
+#endif

@@ -1,0 +1,151 @@
+/* h5feed: the command-line program. Dispatches `h5feed <command> [options]` to the command's
+ * entry point in tools/cmd_<verb>.c (git-style) and holds the small helpers the commands share
+ * (cmd.h). It uses only the public API in h5feed.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+struct command {
+    const char *name;
+    hfeed_cmd_fn run;
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"bench", hfeed_cmd_bench,
+     "run a loader over every epoch of a config; report speed and digest"},
+    {"synth", hfeed_cmd_synth, "write a synthetic HDF5 dataset (/features, /labels)"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "Usage: h5feed <command> [options]\n"
+                 "       h5feed <command> --help\n"
+                 "       h5feed --help | --version\n"
+                 "\n"
+                 "Feeds HDF5 training data to tensors in batches.\n"
+                 "\n"
+                 "Commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    }
+    fprintf(out, "\n"
+                 "Exit status: 0 success, 1 data or runtime failure, 2 usage or config error.\n");
+}
+
+static void print_version(void)
+{
+    const unsigned features = hfeed_features();
+    printf("h5feed %d.%d.%d (library %s; cuda: %s)\n", HFEED_VERSION_MAJOR, HFEED_VERSION_MINOR,
+           HFEED_VERSION_PATCH, hfeed_version_string(),
+           (features & HFEED_FEATURE_CUDA) ? "yes" : "no");
+}
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+int hfeed_cmd_exit_code(hfeed_status status)
+{
+    switch (status) {
+    case HFEED_OK:
+        return HFEED_EXIT_OK;
+    case HFEED_E_CONFIG:
+    case HFEED_E_INVALID_ARG:
+        return HFEED_EXIT_USAGE;
+    default:
+        return HFEED_EXIT_FAILURE;
+    }
+}
+
+int hfeed_cmd_option(int argc, char **argv, int *i, const char *name, const char **value,
+                     const char *cmd)
+{
+    const char *arg = argv[*i];
+    const size_t len = strlen(name);
+    if (strncmp(arg, name, len) != 0) {
+        return 0;
+    }
+    if (arg[len] == '=') {
+        *value = arg + len + 1;
+        *i += 1;
+        return 1;
+    }
+    if (arg[len] != '\0') {
+        return 0;
+    }
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "h5feed %s: option %s needs a value\n", cmd, name);
+        return -1;
+    }
+    *value = argv[*i + 1];
+    *i += 2;
+    return 1;
+}
+
+int hfeed_cmd_parse_u64(const char *text, uint64_t *out)
+{
+    if (text[0] < '0' || text[0] > '9') {
+        return -1; /* strtoull would accept a sign or leading space */
+    }
+    char *end = NULL;
+    errno = 0;
+    const unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return HFEED_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+        print_usage(stdout);
+        return HFEED_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
+        print_version();
+        return HFEED_EXIT_OK;
+    }
+    if (strcmp(name, "help") == 0) {
+        if (argc == 2) {
+            print_usage(stdout);
+            return HFEED_EXIT_OK;
+        }
+        const struct command *c = find_command(argv[2]);
+        if (c == NULL) {
+            fprintf(stderr, "h5feed: unknown command '%s' (see h5feed --help)\n", argv[2]);
+            return HFEED_EXIT_USAGE;
+        }
+        char help_opt[] = "--help";
+        char *help_argv[] = {argv[2], help_opt, NULL};
+        return c->run(2, help_argv);
+    }
+    const struct command *c = find_command(name);
+    if (c == NULL) {
+        if (name[0] == '-') {
+            fprintf(stderr, "h5feed: unknown option '%s' (see h5feed --help)\n", name);
+        } else {
+            fprintf(stderr, "h5feed: unknown command '%s' (see h5feed --help)\n", name);
+        }
+        return HFEED_EXIT_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}
