@@ -167,7 +167,7 @@ static hfeed_status decode_into(struct hfeed__chunkcache *c, uint32_t i, hfeed__
     return st;
 }
 
-hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key,
+hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key, bool wait,
                                        hfeed__decode_fn decode, void *ctx, unsigned char *own,
                                        const unsigned char **data, void **token,
                                        struct hfeed__err *err)
@@ -177,6 +177,10 @@ hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key
     pthread_mutex_lock(&c->mu);
     uint32_t i = lookup(c, key);
     while (i != NONE && c->entries[i].state == ENTRY_DECODING) {
+        if (!wait) {
+            pthread_mutex_unlock(&c->mu);
+            return HFEED_E_BUSY;
+        }
         pthread_cond_wait(&c->decoded, &c->mu);
         i = lookup(c, key);
     }

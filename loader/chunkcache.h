@@ -14,6 +14,7 @@
 #ifndef HFEED_CHUNKCACHE_H
 #define HFEED_CHUNKCACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,9 +37,10 @@ void hfeed__chunkcache_destroy(struct hfeed__chunkcache *c);
 /* Gets the decoded bytes of chunk `key`: from the cache, or by calling decode (into a cache
  * entry, or into `own` — the caller's buffer of entry_bytes — when no entry is free).
  * *data points at the bytes; *token must be passed to hfeed__chunkcache_release() (it may be
- * NULL for an uncached chunk; release accepts that).
- * Returns: HFEED_OK, or decode's error (nothing is cached then). */
-hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key,
+ * NULL for an uncached chunk; release accepts that). When another worker is decoding the chunk,
+ * waits for it if `wait`, else returns HFEED_E_BUSY at once (the caller does other work first).
+ * Returns: HFEED_OK, HFEED_E_BUSY (only when !wait), or decode's error (nothing is cached). */
+hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key, bool wait,
                                        hfeed__decode_fn decode, void *ctx, unsigned char *own,
                                        const unsigned char **data, void **token,
                                        struct hfeed__err *err);

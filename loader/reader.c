@@ -17,12 +17,21 @@ struct pick {
     size_t pos;
 };
 
+/* A run of rows inside one chunk whose chunk another worker was decoding: done last. */
+struct piece {
+    size_t k, fi;
+    uint64_t row;
+    size_t pick, n; /* w->picks[pick .. pick + n) */
+};
+
 struct worker {
     struct hfeed__reader *reader;
     pthread_t thread;
     bool running;
     unsigned char *scratch;   /* batch_size rows of the widest stored sample */
     struct pick *picks;       /* batch_size */
+    struct piece *deferred;   /* nfields * batch_size: at most one piece per pick and field */
+    size_t ndeferred;
     struct hfeed__codec *codec;
     unsigned char *raw;       /* one stored chunk (the largest) */
     unsigned char *tmp;       /* one decoded chunk: the codec's scratch */
@@ -180,12 +189,16 @@ static hfeed_status decode_chunk(void *ctx, unsigned char *dst, struct hfeed__er
 
 /* Like read_rows_run, for a filtered source: each chunk the run touches comes decoded from the
  * shared cache (decoded there by whichever worker needed it first), and its rows are converted
- * straight from the cache into the slot. */
-static hfeed_status read_chunks_run(struct worker *w, const struct hfeed__field *f, size_t k,
-                                    size_t fi, uint64_t row, const struct pick *p, size_t n,
-                                    unsigned char *dst, struct hfeed__err *err)
+ * straight from the cache into the slot. With !wait, a chunk another worker is decoding is not
+ * waited for: its piece is deferred, and the worker goes on with the rest of the batch (with
+ * chunk shuffle, workers filling neighbouring batches need the same chunks at the same time;
+ * waiting would serialise them). */
+static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint64_t row,
+                                    size_t pick, size_t n, unsigned char *dst, bool wait,
+                                    struct hfeed__err *err)
 {
     const struct hfeed__catalog *c = w->reader->cat;
+    const struct hfeed__field *f = &c->fields[k];
     const struct hfeed__source *s = &f->sources[fi];
     const struct hfeed__direct *d = s->direct;
     const uint64_t source_id = (uint64_t)(k * c->nfiles + fi);
@@ -196,11 +209,19 @@ static hfeed_status read_chunks_run(struct worker *w, const struct hfeed__field 
         struct chunk_job job = {w, d, chunk};
         const unsigned char *data;
         void *token;
-        HFEED__CHECK(hfeed__chunkcache_acquire(w->reader->cache, source_id << 40 | chunk,
-                                               decode_chunk, &job, w->own, &data, &token, err));
+        const hfeed_status got = hfeed__chunkcache_acquire(w->reader->cache, source_id << 40 | chunk,
+                                                           wait, decode_chunk, &job, w->own, &data,
+                                                           &token, err);
+        if (got == HFEED_E_BUSY) {
+            w->deferred[w->ndeferred++] = (struct piece){k, fi, row + i, pick + i, take};
+            i += take;
+            continue;
+        }
+        HFEED__CHECK(got);
         const uint64_t t0 = now_ns();
+        const struct pick *p = &w->picks[pick + i];
         size_t bad_row = 0;
-        const hfeed_status st = convert_run(w, f, s, p + i, take, positions_in_order(p + i, take),
+        const hfeed_status st = convert_run(w, f, s, p, take, positions_in_order(p, take),
                                             data + first * d->row_bytes, dst, &bad_row);
         hfeed__chunkcache_release(w->reader->cache, token);
         add(&w->convert_ns, now_ns() - t0);
@@ -215,6 +236,7 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
 {
     const struct hfeed__catalog *c = w->reader->cat;
     sort_picks(w, slot);
+    w->ndeferred = 0;
     for (size_t k = 0; k < c->nfields; k++) {
         for (size_t i = 0; i < slot->samples;) {
             uint64_t row;
@@ -226,8 +248,8 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
                 j++;
             const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
             if (d != NULL && hfeed__chunkio_filtered(d))
-                HFEED__CHECK(read_chunks_run(w, &c->fields[k], k, fi, row, &w->picks[i], j - i,
-                                             slot->data[k], &slot->err));
+                HFEED__CHECK(read_chunks_run(w, k, fi, row, i, j - i, slot->data[k], false,
+                                             &slot->err));
             else
                 HFEED__CHECK(read_rows_run(w, &c->fields[k], fi, row, &w->picks[i], j - i,
                                            slot->data[k], &slot->err));
@@ -235,6 +257,11 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
             /* Closing does not wait for the rest of a batch nobody will take. */
             if (hfeed__ring_stopping(w->reader->ring)) return HFEED_OK;
         }
+    }
+    for (size_t i = 0; i < w->ndeferred; i++) {
+        const struct piece *q = &w->deferred[i];
+        HFEED__CHECK(read_chunks_run(w, q->k, q->fi, q->row, q->pick, q->n, slot->data[q->k], true,
+                                     &slot->err));
     }
     return HFEED_OK;
 }
@@ -271,8 +298,10 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
         w->reader = r;
         w->scratch = hfeed__alloc_aligned(widest * batch_size);
         w->picks = hfeed__alloc(batch_size * sizeof *w->picks);
-        ok = w->scratch != NULL && w->picks != NULL;
-        r->memory += widest * batch_size + batch_size * sizeof *w->picks;
+        w->deferred = hfeed__alloc(c->nfields * batch_size * sizeof *w->deferred);
+        ok = w->scratch != NULL && w->picks != NULL && w->deferred != NULL;
+        r->memory += widest * batch_size +
+                     batch_size * (sizeof *w->picks + c->nfields * sizeof *w->deferred);
         if (ok && c->max_chunk_bytes > 0) {
             w->raw = hfeed__alloc_aligned(c->max_stored_chunk);
             w->tmp = hfeed__alloc_aligned(c->max_chunk_bytes);
@@ -351,6 +380,7 @@ void hfeed__reader_destroy(struct hfeed__reader *r)
     for (unsigned i = 0; i < r->nworkers; i++) {
         hfeed__free(r->workers[i].scratch);
         hfeed__free(r->workers[i].picks);
+        hfeed__free(r->workers[i].deferred);
         hfeed__free(r->workers[i].raw);
         hfeed__free(r->workers[i].tmp);
         hfeed__free(r->workers[i].own);
