@@ -47,7 +47,8 @@ static hfeed_status paths_add(struct paths *p, const char *path, struct hfeed__e
 
 static void paths_free(struct paths *p)
 {
-    for (size_t i = 0; i < p->n; i++) hfeed__free(p->v[i]);
+    for (size_t i = 0; i < p->n; i++)
+        hfeed__free(p->v[i]);
     hfeed__free(p->v);
 }
 
@@ -69,8 +70,7 @@ static hfeed_status expand(const struct hfeed__config *cfg, struct paths *out,
             st = HFEED__FAIL(err, HFEED_E_FILE, "files[%zu]: pattern \"%s\" matches no file", i,
                              pat);
         else if (rc != 0)
-            st = HFEED__FAIL(err, HFEED_E_FILE, "files[%zu]: cannot expand pattern \"%s\"", i,
-                             pat);
+            st = HFEED__FAIL(err, HFEED_E_FILE, "files[%zu]: cannot expand pattern \"%s\"", i, pat);
         for (size_t k = 0; st == HFEED_OK && k < g.gl_pathc; k++)
             st = paths_add(out, g.gl_pathv[k], err);
         if (rc == 0) globfree(&g);
@@ -96,20 +96,23 @@ static hfeed_status check_source(struct hfeed__catalog *c, const struct hfeed__f
         return HFEED__FAIL(err, HFEED_E_TYPE, "field \"%s\": file \"%s\" dataset \"%s\": %s",
                            fc->name, path, fc->dataset, why.msg);
     size_t elems = 1;
-    for (int d = 1; d < in->rank; d++) elems *= (size_t)in->dims[d];
+    for (int d = 1; d < in->rank; d++)
+        elems *= (size_t)in->dims[d];
     s->stored_row_bytes = elems * in->type.size;
     if (s->stored_row_bytes > f->max_stored_row_bytes)
         f->max_stored_row_bytes = s->stored_row_bytes;
     if (fi == 0) {
         f->dtype = want;
         f->sample_ndim = in->rank - 1;
-        for (int d = 1; d < in->rank; d++) f->sample_shape[d - 1] = in->dims[d];
+        for (int d = 1; d < in->rank; d++)
+            f->sample_shape[d - 1] = in->dims[d];
         f->row_elems = elems;
         f->row_bytes = elems * hfeed_dtype_size(want);
         return HFEED_OK;
     }
     bool same = f->sample_ndim == in->rank - 1;
-    for (int d = 1; same && d < in->rank; d++) same = f->sample_shape[d - 1] == in->dims[d];
+    for (int d = 1; same && d < in->rank; d++)
+        same = f->sample_shape[d - 1] == in->dims[d];
     if (!same)
         return HFEED__FAIL(err, HFEED_E_DATASET,
                            "field \"%s\": dataset \"%s\" has a different sample shape in file "
@@ -130,8 +133,8 @@ static hfeed_status open_file_fields(struct hfeed__catalog *c, const struct hfee
 {
     for (size_t k = 0; k < c->nfields; k++) {
         struct hfeed__source *s = &c->fields[k].sources[fi];
-        HFEED__CHECK(hfeed__h5_dset_open(c->files[fi], cfg->fields[k].dataset, &s->dset,
-                                         &s->info, err));
+        HFEED__CHECK(
+            hfeed__h5_dset_open(c->files[fi], cfg->fields[k].dataset, &s->dset, &s->info, err));
         HFEED__CHECK(check_source(c, &cfg->fields[k], &c->fields[k], fi, err));
         const uint64_t rows = s->info.dims[0], rows0 = c->fields[0].sources[fi].info.dims[0];
         if (rows != rows0)
@@ -149,7 +152,8 @@ static hfeed_status open_file_fields(struct hfeed__catalog *c, const struct hfee
 }
 
 /* Why source s cannot take the direct path (a static reason), or NULL if it can. */
-static const char *direct_blocker(const struct hfeed__source *s, const struct hfeed__dset_storage *st)
+static const char *direct_blocker(const struct hfeed__source *s,
+                                  const struct hfeed__dset_storage *st)
 {
     if (st->unsupported[0] != '\0') return st->unsupported;
     if (s->info.layout == HFEED__LAYOUT_COMPACT) return "compact layout, data kept in the header";
@@ -165,9 +169,12 @@ static const char *direct_blocker(const struct hfeed__source *s, const struct hf
 static const char *index_chunks(struct hfeed__direct *d, const struct hfeed__source *s,
                                 const struct hfeed__dset_storage *st, char *why, size_t why_len)
 {
-    struct hfeed__index_query q = {.header_addr = st->header_addr, .base_addr = st->base_addr,
-                                   .sizeof_addr = st->sizeof_addr, .sizeof_size = st->sizeof_size,
-                                   .rank = s->info.rank, .filtered = st->nfilters > 0,
+    struct hfeed__index_query q = {.header_addr = st->header_addr,
+                                   .base_addr = st->base_addr,
+                                   .sizeof_addr = st->sizeof_addr,
+                                   .sizeof_size = st->sizeof_size,
+                                   .rank = s->info.rank,
+                                   .filtered = st->nfilters > 0,
                                    .file_size = st->file_size};
     for (int i = 0; i < s->info.rank; i++) {
         q.dims[i] = s->info.dims[i];
@@ -186,8 +193,10 @@ static const char *index_chunks(struct hfeed__direct *d, const struct hfeed__sou
     }
     for (uint64_t i = 0; i < d->nchunks; i++) {
         if (d->chunks[i].addr == HFEED__CHUNK_UNALLOCATED) continue;
-        if (d->chunks[i].size > PLAUSIBLE_STORED(d->chunk_bytes)) return "implausible chunk size in the index";
-        if (d->chunks[i].size > d->max_stored_chunk) d->max_stored_chunk = (size_t)d->chunks[i].size;
+        if (d->chunks[i].size > PLAUSIBLE_STORED(d->chunk_bytes))
+            return "implausible chunk size in the index";
+        if (d->chunks[i].size > d->max_stored_chunk)
+            d->max_stored_chunk = (size_t)d->chunks[i].size;
     }
     return NULL;
 }
@@ -216,17 +225,22 @@ static hfeed_status setup_direct(struct hfeed__catalog *c, size_t k, size_t fi,
     struct hfeed__direct *d = hfeed__calloc(1, sizeof *d);
     if (d == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "direct path: out of memory");
     *d = (struct hfeed__direct){.path = hfeed__h5_file_path(c->files[fi]),
-                                .dataset = c->fields[k].dataset, .fd = file_fd(c, fi),
-                                .elem_size = s->info.type.size, .row_bytes = s->stored_row_bytes,
-                                .nrows = s->info.dims[0], .contiguous_addr = st.contiguous_addr,
+                                .dataset = c->fields[k].dataset,
+                                .fd = file_fd(c, fi),
+                                .elem_size = s->info.type.size,
+                                .row_bytes = s->stored_row_bytes,
+                                .nrows = s->info.dims[0],
+                                .contiguous_addr = st.contiguous_addr,
                                 .chunked = s->info.layout == HFEED__LAYOUT_CHUNKED};
     memcpy(d->fill, st.fill, sizeof d->fill);
     d->pipeline.nfilters = st.nfilters;
     d->pipeline.elem_size = s->info.type.size;
-    for (unsigned i = 0; i < st.nfilters; i++) d->pipeline.ids[i] = st.filters[i];
+    for (unsigned i = 0; i < st.nfilters; i++)
+        d->pipeline.ids[i] = st.filters[i];
     char buf[HFEED_ERRBUF_SIZE / 2];
     const char *why = d->fd < 0 ? "cannot open the file for pread" : direct_blocker(s, &st);
-    if (why == NULL && d->chunked && !hfeed__codec_supports(&d->pipeline)) why = "unsupported filter";
+    if (why == NULL && d->chunked && !hfeed__codec_supports(&d->pipeline))
+        why = "unsupported filter";
     if (why == NULL && d->chunked) why = index_chunks(d, s, &st, buf, sizeof buf);
     bool logged = false; /* two fields may read one dataset: one line per file and dataset */
     for (size_t j = 0; j < k; j++)
@@ -234,8 +248,7 @@ static hfeed_status setup_direct(struct hfeed__catalog *c, size_t k, size_t fi,
     if (why != NULL) {
         direct_free(d);
         if (!logged)
-                hfeed__log(log, HFEED_LOG_INFO,
-                       "file \"%s\" dataset \"%s\": read through H5Dread (%s)",
+            hfeed__log(log, HFEED_LOG_INFO, "file \"%s\" dataset \"%s\": read through H5Dread (%s)",
                        hfeed__h5_file_path(c->files[fi]), c->fields[k].dataset, why);
         return HFEED_OK;
     }
@@ -290,7 +303,8 @@ static hfeed_status alloc_catalog(const struct hfeed__config *cfg, struct paths 
     c->nfields = cfg->nfields;
     c->files = hfeed__calloc(files->n, sizeof *c->files);
     c->fds = hfeed__alloc((files->n > 0 ? files->n : 1) * sizeof *c->fds);
-    for (size_t fi = 0; c->fds != NULL && fi < files->n; fi++) c->fds[fi] = -1;
+    for (size_t fi = 0; c->fds != NULL && fi < files->n; fi++)
+        c->fds[fi] = -1;
     c->file_start = hfeed__calloc(files->n + 1, sizeof *c->file_start);
     c->fields = hfeed__calloc(cfg->nfields, sizeof *c->fields);
     if (c->files == NULL || c->fds == NULL || c->file_start == NULL || c->fields == NULL) {
@@ -374,7 +388,8 @@ void hfeed__catalog_close(struct hfeed__catalog *c)
 {
     if (c == NULL) return;
     hfeed__catalog_close_files(c);
-    for (size_t k = 0; k < c->nfields; k++) hfeed__free(c->fields[k].sources);
+    for (size_t k = 0; k < c->nfields; k++)
+        hfeed__free(c->fields[k].sources);
     hfeed__free(c->files);
     hfeed__free(c->fds);
     hfeed__free(c->file_start);

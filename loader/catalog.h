@@ -21,18 +21,18 @@ struct hfeed__source {
     struct hfeed__h5dset *dset;
     struct hfeed__dset_info info;
     struct hfeed__conv conv;
-    size_t stored_row_bytes;    /* bytes of one sample as stored */
+    size_t stored_row_bytes;      /* bytes of one sample as stored */
     struct hfeed__direct *direct; /* the lock-free path; NULL: read with H5Dread */
 };
 
 struct hfeed__field {
-    const char *name;           /* borrowed from the config */
-    const char *dataset;        /* borrowed from the config */
-    hfeed_dtype dtype;          /* output dtype ("native" resolved) */
+    const char *name;    /* borrowed from the config */
+    const char *dataset; /* borrowed from the config */
+    hfeed_dtype dtype;   /* output dtype ("native" resolved) */
     int sample_ndim;
     uint64_t sample_shape[HFEED_MAX_SAMPLE_DIMS];
-    size_t row_elems;           /* elements of one sample */
-    size_t row_bytes;           /* output bytes of one sample */
+    size_t row_elems; /* elements of one sample */
+    size_t row_bytes; /* output bytes of one sample */
     size_t max_stored_row_bytes;
     struct hfeed__source *sources; /* one per file */
 };
@@ -40,17 +40,17 @@ struct hfeed__field {
 struct hfeed__catalog {
     size_t nfiles;
     struct hfeed__h5file **files;
-    int *fds;                   /* one read-only descriptor per file for the direct path; -1 */
-    uint64_t *file_start;       /* nfiles + 1 prefix sums of samples; [nfiles] = total */
+    int *fds;             /* one read-only descriptor per file for the direct path; -1 */
+    uint64_t *file_start; /* nfiles + 1 prefix sums of samples; [nfiles] = total */
     size_t nfields;
     struct hfeed__field *fields;
     /* chunk shuffle blocks: starts of blocks of rows aligned to the chunking of the field with
      * the most bytes per sample (non-chunked: about 1 MiB of it), never crossing a file. */
     uint64_t *block_starts;
     size_t nblocks;
-    size_t max_chunk_bytes;     /* largest decoded chunk of a filtered direct source; 0: none */
-    size_t max_stored_chunk;    /* largest stored chunk of a filtered direct source */
-    uint64_t filtered_chunks;   /* chunks of all filtered direct sources: the most a cache holds */
+    size_t max_chunk_bytes;   /* largest decoded chunk of a filtered direct source; 0: none */
+    size_t max_stored_chunk;  /* largest stored chunk of a filtered direct source */
+    uint64_t filtered_chunks; /* chunks of all filtered direct sources: the most a cache holds */
 };
 
 /* Builds the catalog for cfg; log hears, once per dataset, which ones HDF5 reads and why.

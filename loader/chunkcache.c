@@ -26,14 +26,14 @@ struct entry {
 
 struct hfeed__chunkcache {
     pthread_mutex_t mu;
-    pthread_cond_t decoded;       /* an entry left DECODING */
+    pthread_cond_t decoded; /* an entry left DECODING */
     struct entry *entries;
     uint32_t nentries;
-    uint32_t *buckets;            /* nbuckets heads, NONE = empty */
-    uint32_t nbuckets;            /* a power of two */
+    uint32_t *buckets; /* nbuckets heads, NONE = empty */
+    uint32_t nbuckets; /* a power of two */
     uint32_t *free_stack;
     uint32_t nfree;
-    uint32_t lru_head, lru_tail;  /* oldest, newest */
+    uint32_t lru_head, lru_tail; /* oldest, newest */
     unsigned char *arena;
     size_t memory;
     struct hfeed__chunkcache_stats stats;
@@ -49,7 +49,8 @@ static uint32_t bucket_of(const struct hfeed__chunkcache *c, uint64_t key)
 static uint32_t lookup(const struct hfeed__chunkcache *c, uint64_t key)
 {
     uint32_t i = c->buckets[bucket_of(c, key)];
-    while (i != NONE && c->entries[i].key != key) i = c->entries[i].next_in_bucket;
+    while (i != NONE && c->entries[i].key != key)
+        i = c->entries[i].next_in_bucket;
     return i;
 }
 
@@ -63,17 +64,22 @@ static void hash_insert(struct hfeed__chunkcache *c, uint32_t i)
 static void hash_remove(struct hfeed__chunkcache *c, uint32_t i)
 {
     uint32_t *link = &c->buckets[bucket_of(c, c->entries[i].key)];
-    while (*link != i) link = &c->entries[*link].next_in_bucket;
+    while (*link != i)
+        link = &c->entries[*link].next_in_bucket;
     *link = c->entries[i].next_in_bucket;
 }
 
 static void lru_remove(struct hfeed__chunkcache *c, uint32_t i)
 {
     struct entry *e = &c->entries[i];
-    if (e->lru_prev != NONE) c->entries[e->lru_prev].lru_next = e->lru_next;
-    else c->lru_head = e->lru_next;
-    if (e->lru_next != NONE) c->entries[e->lru_next].lru_prev = e->lru_prev;
-    else c->lru_tail = e->lru_prev;
+    if (e->lru_prev != NONE)
+        c->entries[e->lru_prev].lru_next = e->lru_next;
+    else
+        c->lru_head = e->lru_next;
+    if (e->lru_next != NONE)
+        c->entries[e->lru_next].lru_prev = e->lru_prev;
+    else
+        c->lru_tail = e->lru_prev;
     e->lru_prev = e->lru_next = NONE;
 }
 
@@ -82,8 +88,10 @@ static void lru_append(struct hfeed__chunkcache *c, uint32_t i)
     struct entry *e = &c->entries[i];
     e->lru_prev = c->lru_tail;
     e->lru_next = NONE;
-    if (c->lru_tail != NONE) c->entries[c->lru_tail].lru_next = i;
-    else c->lru_head = i;
+    if (c->lru_tail != NONE)
+        c->entries[c->lru_tail].lru_next = i;
+    else
+        c->lru_head = i;
     c->lru_tail = i;
 }
 
@@ -117,7 +125,8 @@ hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes,
     const size_t n = entry_bytes > 0 ? budget / entry_bytes : 0;
     c->nentries = n < NONE / 2 ? (uint32_t)n : NONE / 2;
     c->nbuckets = 1;
-    while (c->nbuckets < 2 * c->nentries) c->nbuckets *= 2;
+    while (c->nbuckets < 2 * c->nentries)
+        c->nbuckets *= 2;
     c->entries = hfeed__calloc(c->nentries, sizeof *c->entries);
     c->buckets = hfeed__alloc(c->nbuckets * sizeof *c->buckets);
     c->free_stack = hfeed__alloc(c->nentries * sizeof *c->free_stack);
@@ -127,7 +136,8 @@ hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes,
         return HFEED__FAIL(err, HFEED_E_NOMEM, "chunk cache: out of memory for %zu bytes", budget);
     }
     c->memory = c->nentries * entry_bytes;
-    for (uint32_t b = 0; b < c->nbuckets; b++) c->buckets[b] = NONE;
+    for (uint32_t b = 0; b < c->nbuckets; b++)
+        c->buckets[b] = NONE;
     for (uint32_t i = c->nentries; i-- > 0;) {
         c->entries[i].data = c->arena + (size_t)i * entry_bytes;
         c->entries[i].lru_prev = c->entries[i].lru_next = NONE;

@@ -28,22 +28,22 @@
 
 /* Where one chunk lives in the file. */
 struct hfeed__chunk_ref {
-    uint64_t addr;          /* absolute file offset, or HFEED__CHUNK_UNALLOCATED (fill value) */
-    uint64_t size;          /* stored bytes (after filters) */
-    uint32_t filter_mask;   /* bit i set: filter i of the pipeline was skipped for this chunk */
+    uint64_t addr;        /* absolute file offset, or HFEED__CHUNK_UNALLOCATED (fill value) */
+    uint64_t size;        /* stored bytes (after filters) */
+    uint32_t filter_mask; /* bit i set: filter i of the pipeline was skipped for this chunk */
 };
 
 /* What the caller knows of the dataset (from HDF5, under its lock, once at open). */
 struct hfeed__index_query {
-    uint64_t header_addr;   /* object header address (H5Oget_info's addr) */
-    uint64_t base_addr;     /* the superblock's base address (usually 0; the userblock size) */
-    unsigned sizeof_addr;   /* size of offsets in the file (H5Pget_sizes), 2..8 */
-    unsigned sizeof_size;   /* size of lengths in the file, 2..8 */
-    int rank;               /* dataset rank, >= 1 */
-    uint64_t dims[8];       /* dataset dims */
-    uint64_t chunk[8];      /* chunk dims */
-    bool filtered;          /* the dataset has a filter pipeline */
-    uint64_t file_size;     /* bytes in the file: every address read is checked against it */
+    uint64_t header_addr; /* object header address (H5Oget_info's addr) */
+    uint64_t base_addr;   /* the superblock's base address (usually 0; the userblock size) */
+    unsigned sizeof_addr; /* size of offsets in the file (H5Pget_sizes), 2..8 */
+    unsigned sizeof_size; /* size of lengths in the file, 2..8 */
+    int rank;             /* dataset rank, >= 1 */
+    uint64_t dims[8];     /* dataset dims */
+    uint64_t chunk[8];    /* chunk dims */
+    bool filtered;        /* the dataset has a filter pipeline */
+    uint64_t file_size;   /* bytes in the file: every address read is checked against it */
 };
 
 /* Fills table[0 .. nchunks) with chunk i = rows [i * chunk[0], ...), nchunks =

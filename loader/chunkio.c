@@ -13,12 +13,14 @@ bool hfeed__chunkio_filtered(const struct hfeed__direct *d)
 void hfeed__chunkio_fill(const struct hfeed__direct *d, unsigned char *dst, uint64_t n)
 {
     bool zero = true;
-    for (size_t i = 0; i < d->elem_size; i++) zero = zero && d->fill[i] == 0;
+    for (size_t i = 0; i < d->elem_size; i++)
+        zero = zero && d->fill[i] == 0;
     if (zero) {
         memset(dst, 0, (size_t)n * d->elem_size);
         return;
     }
-    for (uint64_t i = 0; i < n; i++) memcpy(dst + i * d->elem_size, d->fill, d->elem_size);
+    for (uint64_t i = 0; i < n; i++)
+        memcpy(dst + i * d->elem_size, d->fill, d->elem_size);
 }
 
 /* pread of exactly len bytes, retrying short reads; a read past the end is an error. */
@@ -35,8 +37,8 @@ static hfeed_status pread_all(const struct hfeed__direct *d, unsigned char *dst,
         if (got < 0 && errno == EINTR) continue;
         return HFEED__FAIL(err, HFEED_E_READ,
                            "file \"%s\" dataset \"%s\": %s reading %zu bytes at offset %llu%s",
-                           d->path, d->dataset, got < 0 ? strerror(errno) : "end of file",
-                           len, (unsigned long long)off, got == 0 ? " (truncated file?)" : "");
+                           d->path, d->dataset, got < 0 ? strerror(errno) : "end of file", len,
+                           (unsigned long long)off, got == 0 ? " (truncated file?)" : "");
     }
     return HFEED_OK;
 }
@@ -74,9 +76,11 @@ hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c
     *len = 0;
     if (ref->addr == HFEED__CHUNK_UNALLOCATED) return HFEED_OK;
     if (ref->size > d->max_stored_chunk)
-        return HFEED__FAIL(err, HFEED_E_READ, "file \"%s\" dataset \"%s\" chunk %llu: stored "
-                           "size %llu is larger than the index said", d->path, d->dataset,
-                           (unsigned long long)c, (unsigned long long)ref->size);
+        return HFEED__FAIL(err, HFEED_E_READ,
+                           "file \"%s\" dataset \"%s\" chunk %llu: stored "
+                           "size %llu is larger than the index said",
+                           d->path, d->dataset, (unsigned long long)c,
+                           (unsigned long long)ref->size);
     HFEED__CHECK(pread_all(d, buf, (size_t)ref->size, ref->addr, err));
     *len = (size_t)ref->size;
     return HFEED_OK;

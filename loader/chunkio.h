@@ -19,21 +19,21 @@
 #include "error.h"
 
 struct hfeed__direct {
-    const char *path;             /* for messages; borrowed */
-    const char *dataset;          /* for messages; borrowed */
-    int fd;                       /* borrowed: one per file, owned by the catalog */
+    const char *path;    /* for messages; borrowed */
+    const char *dataset; /* for messages; borrowed */
+    int fd;              /* borrowed: one per file, owned by the catalog */
     size_t elem_size;
-    size_t row_bytes;             /* stored bytes of one sample */
+    size_t row_bytes; /* stored bytes of one sample */
     uint64_t nrows;
     bool chunked;
-    uint64_t contiguous_addr;     /* !chunked: data offset, or HFEED__CHUNK_UNALLOCATED */
-    uint64_t chunk_rows;          /* chunked: rows per chunk */
-    size_t chunk_bytes;           /* chunked: decoded bytes of one chunk */
+    uint64_t contiguous_addr;        /* !chunked: data offset, or HFEED__CHUNK_UNALLOCATED */
+    uint64_t chunk_rows;             /* chunked: rows per chunk */
+    size_t chunk_bytes;              /* chunked: decoded bytes of one chunk */
     struct hfeed__chunk_ref *chunks; /* chunked: nchunks entries; owned */
     uint64_t nchunks;
-    size_t max_stored_chunk;      /* largest stored chunk, for the raw read buffer */
+    size_t max_stored_chunk;         /* largest stored chunk, for the raw read buffer */
     struct hfeed__pipeline pipeline; /* chunked: nfilters == 0 means unfiltered */
-    unsigned char fill[8];        /* one element of the fill value, stored bytes */
+    unsigned char fill[8];           /* one element of the fill value, stored bytes */
 };
 
 /* Whether d's chunks need decoding (a filter pipeline), i.e. must go through the codec. */

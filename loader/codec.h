@@ -26,7 +26,7 @@
 struct hfeed__pipeline {
     unsigned nfilters;
     int ids[HFEED__MAX_FILTERS];
-    size_t elem_size;          /* element size in bytes: the shuffle filter's unit */
+    size_t elem_size; /* element size in bytes: the shuffle filter's unit */
 };
 
 /* Whether every filter of p is one the codec decodes (deflate, shuffle, fletcher32). */

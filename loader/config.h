@@ -27,34 +27,34 @@ enum hfeed__device_req {
 };
 
 struct hfeed__field_config {
-    char *name;            /* unique among fields, non-empty */
-    char *dataset;         /* HDF5 path, e.g. "/features" */
-    bool native;           /* "dtype": "native": keep the stored type, native byte order */
-    hfeed_dtype dtype;     /* float32, float64, int32 or int64 when !native; INVALID when native */
+    char *name;        /* unique among fields, non-empty */
+    char *dataset;     /* HDF5 path, e.g. "/features" */
+    bool native;       /* "dtype": "native": keep the stored type, native byte order */
+    hfeed_dtype dtype; /* float32, float64, int32 or int64 when !native; INVALID when native */
 };
 
 struct hfeed__config {
-    char **files;          /* patterns as written, made absolute against the base dir */
+    char **files; /* patterns as written, made absolute against the base dir */
     size_t nfiles;
     struct hfeed__field_config *fields;
     size_t nfields;
-    uint64_t batch_size;   /* >= 1; default 256 */
-    bool drop_last;        /* default false */
+    uint64_t batch_size;           /* >= 1; default 256 */
+    bool drop_last;                /* default false */
     enum hfeed__shuffle shuffle;   /* default none */
-    uint64_t seed;         /* default 0 */
-    unsigned shuffle_window; /* chunk shuffle: blocks per window, >= 1; default 4 */
-    uint64_t epochs;       /* >= 1; default 1 */
-    unsigned workers;      /* >= 1; default 2 */
-    unsigned prefetch;     /* batch slots, >= 1; default 4 */
+    uint64_t seed;                 /* default 0 */
+    unsigned shuffle_window;       /* chunk shuffle: blocks per window, >= 1; default 4 */
+    uint64_t epochs;               /* >= 1; default 1 */
+    unsigned workers;              /* >= 1; default 2 */
+    unsigned prefetch;             /* batch slots, >= 1; default 4 */
     enum hfeed__device_req device; /* default auto */
-    int device_index;      /* "cuda:N" -> N; "cuda" -> 0; -1 for cpu/auto */
-    unsigned rank;         /* default 0 */
-    unsigned world_size;   /* >= 1, rank < world_size; default 1 */
-    bool shard_from_env;   /* "shard": "env" (rank/world_size were read from the environment) */
-    bool shard_pad;        /* "shard_remainder": "pad" (default) repeats samples; "drop" drops */
-    bool direct;           /* "read_path": "auto" (default) reads without HDF5 where it can;
-                            * "hdf5" reads everything through H5Dread */
-    uint64_t cache_mb;     /* decoded-chunk cache budget in MiB, >= 0; default 256 */
+    int device_index;              /* "cuda:N" -> N; "cuda" -> 0; -1 for cpu/auto */
+    unsigned rank;                 /* default 0 */
+    unsigned world_size;           /* >= 1, rank < world_size; default 1 */
+    bool shard_from_env; /* "shard": "env" (rank/world_size were read from the environment) */
+    bool shard_pad;      /* "shard_remainder": "pad" (default) repeats samples; "drop" drops */
+    bool direct;         /* "read_path": "auto" (default) reads without HDF5 where it can;
+                          * "hdf5" reads everything through H5Dread */
+    uint64_t cache_mb;   /* decoded-chunk cache budget in MiB, >= 0; default 256 */
 };
 
 /* Parses and validates json. base_dir (NULL = current directory) makes relative file paths

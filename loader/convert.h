@@ -18,12 +18,12 @@
 struct hfeed__conv {
     struct hfeed__type src;
     hfeed_dtype dst;
-    bool copy;             /* bytes pass unchanged: the conversion is a memcpy */
+    bool copy; /* bytes pass unchanged: the conversion is a memcpy */
 };
 
 struct hfeed__conv_counts {
-    uint64_t nan;          /* NaN source values */
-    uint64_t overflow;     /* finite source values that became +-inf */
+    uint64_t nan;      /* NaN source values */
+    uint64_t overflow; /* finite source values that became +-inf */
 };
 
 /* The output dtype that "native" means for a stored type (its own type, native byte order). */

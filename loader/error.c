@@ -23,8 +23,8 @@ hfeed_status hfeed__err_set(struct hfeed__err *e, hfeed_status code, const char 
 }
 
 #ifndef NDEBUG
-hfeed_status hfeed__err_fail_at(struct hfeed__err *e, hfeed_status code, const char *file,
-                                int line, const char *fmt, ...)
+hfeed_status hfeed__err_fail_at(struct hfeed__err *e, hfeed_status code, const char *file, int line,
+                                const char *fmt, ...)
 {
     if (e == NULL || e->code != HFEED_OK) return code;
     va_list ap;

@@ -37,10 +37,10 @@ void hfeed__log(const struct hfeed__logger *log, int level, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 
 /* Forwards a non-OK status from expr to the caller. */
-#define HFEED__CHECK(expr)                     \
-    do {                                       \
-        const hfeed_status check_ = (expr);    \
-        if (check_ != HFEED_OK) return check_; \
+#define HFEED__CHECK(expr)                                                                         \
+    do {                                                                                           \
+        const hfeed_status check_ = (expr);                                                        \
+        if (check_ != HFEED_OK) return check_;                                                     \
     } while (0)
 
 /* Records a failure; in debug builds the message ends with the library's file:line. */
@@ -48,9 +48,8 @@ void hfeed__log(const struct hfeed__logger *log, int level, const char *fmt, ...
 #define HFEED__FAIL(e, code, ...) hfeed__err_set((e), (code), __VA_ARGS__)
 #else
 #define HFEED__FAIL(e, code, ...) hfeed__err_fail_at((e), (code), __FILE__, __LINE__, __VA_ARGS__)
-hfeed_status hfeed__err_fail_at(struct hfeed__err *e, hfeed_status code, const char *file,
-                                int line, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+hfeed_status hfeed__err_fail_at(struct hfeed__err *e, hfeed_status code, const char *file, int line,
+                                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 #endif
 
 #endif

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,7 +29,7 @@ struct hfeed__h5file {
 
 struct hfeed__h5dset {
     hid_t id;
-    hid_t type;   /* the stored type; reads and writes use it, so HDF5 converts nothing */
+    hid_t type; /* the stored type; reads and writes use it, so HDF5 converts nothing */
     int rank;
     hsize_t dims[HFEED__MAX_RANK];
     char *name;
@@ -62,9 +63,17 @@ static herr_t add_frame(unsigned n, const H5E_error2_t *e, void *data)
     return 0;
 }
 
-/* Records `what` followed by HDF5's current error stack, then clears the stack. Lock held. */
-static hfeed_status fail_h5(struct hfeed__err *err, hfeed_status code, const char *what)
+/* Records the printf-style message followed by HDF5's current error stack, then clears the
+ * stack. Lock held. */
+static hfeed_status fail_h5(struct hfeed__err *err, hfeed_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static hfeed_status fail_h5(struct hfeed__err *err, hfeed_status code, const char *fmt, ...)
 {
+    char what[HFEED_ERRBUF_SIZE / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     char stack[512] = "";
     struct stack_text t = {stack, sizeof stack, 0};
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, add_frame, &t);
@@ -105,20 +114,17 @@ hfeed_status hfeed__h5_file_open(const char *path, struct hfeed__h5file **out,
         return HFEED__FAIL(err, HFEED_E_FILE, "file \"%s\": %s", path, strerror(errno));
     struct hfeed__h5file *f = NULL;
     HFEED__CHECK(file_new(path, &f, err));
-    char what[HFEED_ERRBUF_SIZE / 2];
     hfeed_status st = HFEED_OK;
     lock();
     const htri_t is_h5 = H5Fis_hdf5(path);
     if (is_h5 <= 0) {
-        snprintf(what, sizeof what, "file \"%s\": not an HDF5 file", path);
-        st = is_h5 == 0 ? hfeed__err_set(err, HFEED_E_FILE, "%s", what)
-                        : fail_h5(err, HFEED_E_FILE, what);
+        st = is_h5 == 0 ? hfeed__err_set(err, HFEED_E_FILE, "file \"%s\": not an HDF5 file", path)
+                        : fail_h5(err, HFEED_E_FILE, "file \"%s\": not an HDF5 file", path);
     } else {
         f->id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f->id < 0) {
-            snprintf(what, sizeof what, "file \"%s\": cannot open (truncated or damaged?)", path);
-            st = fail_h5(err, HFEED_E_FILE, what);
-        }
+        if (f->id < 0)
+            st = fail_h5(err, HFEED_E_FILE, "file \"%s\": cannot open (truncated or damaged?)",
+                         path);
     }
     unlock();
     if (st != HFEED_OK) {
@@ -138,11 +144,7 @@ hfeed_status hfeed__h5_file_create(const char *path, struct hfeed__h5file **out,
     hfeed_status st = HFEED_OK;
     lock();
     f->id = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f->id < 0) {
-        char what[HFEED_ERRBUF_SIZE / 2];
-        snprintf(what, sizeof what, "file \"%s\": cannot create", path);
-        st = fail_h5(err, HFEED_E_FILE, what);
-    }
+    if (f->id < 0) st = fail_h5(err, HFEED_E_FILE, "file \"%s\": cannot create", path);
     unlock();
     if (st != HFEED_OK) {
         hfeed__h5_file_close(f);
@@ -176,7 +178,8 @@ static bool is_ieee(hid_t t, size_t size)
 {
     static const struct {
         size_t size, spos, epos, esize, mpos, msize, bias;
-    } ieee[] = {{2, 15, 10, 5, 0, 10, 15}, {4, 31, 23, 8, 0, 23, 127}, {8, 63, 52, 11, 0, 52, 1023}};
+    } ieee[] = {
+        {2, 15, 10, 5, 0, 10, 15}, {4, 31, 23, 8, 0, 23, 127}, {8, 63, 52, 11, 0, 52, 1023}};
     size_t spos, epos, esize, mpos, msize;
     if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) return false;
     const size_t bias = H5Tget_ebias(t);
@@ -192,18 +195,30 @@ static bool is_ieee(hid_t t, size_t size)
 static const char *class_name(H5T_class_t c)
 {
     switch (c) {
-    case H5T_INTEGER: return "integer";
-    case H5T_FLOAT: return "float";
-    case H5T_TIME: return "time";
-    case H5T_STRING: return "string";
-    case H5T_BITFIELD: return "bitfield";
-    case H5T_OPAQUE: return "opaque";
-    case H5T_COMPOUND: return "compound";
-    case H5T_REFERENCE: return "reference";
-    case H5T_ENUM: return "enum";
-    case H5T_VLEN: return "variable-length";
-    case H5T_ARRAY: return "array";
-    default: return "unknown";
+    case H5T_INTEGER:
+        return "integer";
+    case H5T_FLOAT:
+        return "float";
+    case H5T_TIME:
+        return "time";
+    case H5T_STRING:
+        return "string";
+    case H5T_BITFIELD:
+        return "bitfield";
+    case H5T_OPAQUE:
+        return "opaque";
+    case H5T_COMPOUND:
+        return "compound";
+    case H5T_REFERENCE:
+        return "reference";
+    case H5T_ENUM:
+        return "enum";
+    case H5T_VLEN:
+        return "variable-length";
+    case H5T_ARRAY:
+        return "array";
+    default:
+        return "unknown";
     }
 }
 
@@ -242,27 +257,30 @@ static hfeed_status describe_type(hid_t t, const struct hfeed__h5dset *d, struct
 static hfeed_status describe_shape(struct hfeed__h5dset *d, struct hfeed__dset_info *info,
                                    struct hfeed__err *err)
 {
-    char what[HFEED_ERRBUF_SIZE / 2];
-    snprintf(what, sizeof what, "file \"%s\" dataset \"%s\"", d->file->path, d->name);
+    const char *path = d->file->path;
     const hid_t space = H5Dget_space(d->id);
-    if (space < 0) return fail_h5(err, HFEED_E_DATASET, what);
+    if (space < 0)
+        return fail_h5(err, HFEED_E_DATASET, "file \"%s\" dataset \"%s\"", path, d->name);
     const int rank = H5Sget_simple_extent_ndims(space);
     const H5S_class_t sclass = H5Sget_simple_extent_type(space);
     if (rank > 0 && rank <= HFEED__MAX_RANK) H5Sget_simple_extent_dims(space, d->dims, NULL);
     H5Sclose(space);
     if (sclass != H5S_SIMPLE || rank < 1)
         return hfeed__err_set(err, HFEED_E_DATASET,
-                              "%s: is a scalar or empty dataspace; need an array whose first "
-                              "axis indexes samples", what);
+                              "file \"%s\" dataset \"%s\": is a scalar or empty dataspace; "
+                              "need an array whose first axis indexes samples",
+                              path, d->name);
     if (rank > HFEED__MAX_RANK)
-        return hfeed__err_set(err, HFEED_E_DATASET, "%s: rank %d is above the limit of %d",
-                              what, rank, HFEED__MAX_RANK);
+        return hfeed__err_set(err, HFEED_E_DATASET,
+                              "file \"%s\" dataset \"%s\": rank %d is above the limit of %d", path,
+                              d->name, rank, HFEED__MAX_RANK);
     d->rank = rank;
     info->rank = rank;
-    for (int i = 0; i < rank; i++) info->dims[i] = d->dims[i];
+    for (int i = 0; i < rank; i++)
+        info->dims[i] = d->dims[i];
 
     const hid_t dcpl = H5Dget_create_plist(d->id);
-    if (dcpl < 0) return fail_h5(err, HFEED_E_DATASET, what);
+    if (dcpl < 0) return fail_h5(err, HFEED_E_DATASET, "file \"%s\" dataset \"%s\"", path, d->name);
     const H5D_layout_t layout = H5Pget_layout(dcpl);
     info->layout = layout == H5D_CONTIGUOUS ? HFEED__LAYOUT_CONTIGUOUS
                    : layout == H5D_CHUNKED  ? HFEED__LAYOUT_CHUNKED
@@ -271,7 +289,8 @@ static hfeed_status describe_shape(struct hfeed__h5dset *d, struct hfeed__dset_i
     if (layout == H5D_CHUNKED) {
         hsize_t chunk[HFEED__MAX_RANK];
         H5Pget_chunk(dcpl, rank, chunk);
-        for (int i = 0; i < rank; i++) info->chunk[i] = chunk[i];
+        for (int i = 0; i < rank; i++)
+            info->chunk[i] = chunk[i];
     }
     H5Pclose(dcpl);
     return HFEED_OK;
@@ -296,19 +315,17 @@ hfeed_status hfeed__h5_dset_open(struct hfeed__h5file *f, const char *name,
     hfeed_status st = HFEED_OK;
     lock();
     /* H5Lexists first, so that a missing dataset is one clear sentence, not an HDF5 stack. */
-    const htri_t exists = name[0] == '/' && name[1] == '\0' ? 0 : H5Lexists(f->id, name, H5P_DEFAULT);
+    const htri_t exists =
+        name[0] == '/' && name[1] == '\0' ? 0 : H5Lexists(f->id, name, H5P_DEFAULT);
     if (exists <= 0) {
         H5Eclear2(H5E_DEFAULT);
-        st = hfeed__err_set(err, HFEED_E_DATASET, "file \"%s\": dataset \"%s\" not found",
-                            f->path, name);
+        st = hfeed__err_set(err, HFEED_E_DATASET, "file \"%s\": dataset \"%s\" not found", f->path,
+                            name);
     } else {
         d->id = H5Dopen2(f->id, name, H5P_DEFAULT);
-        if (d->id < 0) {
-            char what[HFEED_ERRBUF_SIZE / 2];
-            snprintf(what, sizeof what, "file \"%s\": \"%s\" is not a readable dataset",
-                     f->path, name);
-            st = fail_h5(err, HFEED_E_DATASET, what);
-        }
+        if (d->id < 0)
+            st = fail_h5(err, HFEED_E_DATASET, "file \"%s\": \"%s\" is not a readable dataset",
+                         f->path, name);
     }
     if (st == HFEED_OK) {
         d->type = H5Dget_type(d->id);
@@ -382,11 +399,8 @@ hfeed_status hfeed__h5_dset_create(struct hfeed__h5file *f, const char *name,
         if (fletcher32) H5Pset_fletcher32(dcpl);
     }
     d->id = H5Dcreate2(f->id, name, d->type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (d->id < 0) {
-        char what[HFEED_ERRBUF_SIZE / 2];
-        snprintf(what, sizeof what, "file \"%s\": cannot create dataset \"%s\"", f->path, name);
-        st = fail_h5(err, HFEED_E_FILE, what);
-    }
+    if (d->id < 0)
+        st = fail_h5(err, HFEED_E_FILE, "file \"%s\": cannot create dataset \"%s\"", f->path, name);
     H5Pclose(dcpl);
     H5Sclose(space);
     unlock();
@@ -427,7 +441,8 @@ static void describe_filters(hid_t dcpl, struct hfeed__dset_storage *out)
     for (int i = 0; i < n && i < 8; i++) {
         unsigned flags = 0;
         size_t ncd = 0;
-        const H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, NULL, 0, NULL, NULL);
+        const H5Z_filter_t id =
+            H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, NULL, 0, NULL, NULL);
         out->filters[out->nfilters++] = id;
         if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32 &&
             out->unsupported[0] == '\0')
@@ -445,9 +460,9 @@ static hfeed_status storage_locked(struct hfeed__h5dset *d, struct hfeed__dset_s
     size_t sa = 0, ss = 0;
     hsize_t userblock = 0, fsize = 0;
     hfeed_status st = HFEED_E_DATASET;
-    if (H5Tget_size(d->type) <= sizeof out->fill && dcpl >= 0 && fcpl >= 0 && fapl >= 0 && H5Oget_info2(d->id, &oinfo, H5O_INFO_BASIC) >= 0 &&
-        H5Pget_sizes(fcpl, &sa, &ss) >= 0 && H5Pget_userblock(fcpl, &userblock) >= 0 &&
-        H5Fget_filesize(d->file->id, &fsize) >= 0 &&
+    if (H5Tget_size(d->type) <= sizeof out->fill && dcpl >= 0 && fcpl >= 0 && fapl >= 0 &&
+        H5Oget_info2(d->id, &oinfo, H5O_INFO_BASIC) >= 0 && H5Pget_sizes(fcpl, &sa, &ss) >= 0 &&
+        H5Pget_userblock(fcpl, &userblock) >= 0 && H5Fget_filesize(d->file->id, &fsize) >= 0 &&
         H5Pget_fill_value(dcpl, d->type, out->fill) >= 0) {
         out->header_addr = oinfo.addr;
         out->base_addr = userblock;
@@ -477,12 +492,9 @@ hfeed_status hfeed__h5_dset_storage(struct hfeed__h5dset *d, struct hfeed__dset_
     memset(out, 0, sizeof *out);
     lock();
     hfeed_status st = storage_locked(d, out);
-    if (st != HFEED_OK) {
-        char what[HFEED_ERRBUF_SIZE / 2];
-        snprintf(what, sizeof what, "file \"%s\" dataset \"%s\": cannot describe storage",
-                 d->file->path, d->name);
-        st = fail_h5(err, HFEED_E_DATASET, what);
-    }
+    if (st != HFEED_OK)
+        st = fail_h5(err, HFEED_E_DATASET, "file \"%s\" dataset \"%s\": cannot describe storage",
+                     d->file->path, d->name);
     unlock();
     return st;
 }
@@ -492,7 +504,8 @@ static hfeed_status select_rows(const struct hfeed__h5dset *d, uint64_t row, uin
                                 hid_t *fspace, hid_t *mspace)
 {
     hsize_t start[HFEED__MAX_RANK] = {0}, count[HFEED__MAX_RANK];
-    for (int i = 0; i < d->rank; i++) count[i] = d->dims[i];
+    for (int i = 0; i < d->rank; i++)
+        count[i] = d->dims[i];
     start[0] = row;
     count[0] = nrows;
     *fspace = H5Dget_space(d->id);
@@ -504,9 +517,8 @@ static hfeed_status select_rows(const struct hfeed__h5dset *d, uint64_t row, uin
 }
 
 /* Reads or writes rows; `what` names the operation for the message. */
-static hfeed_status transfer_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
-                                  void *rbuf, const void *wbuf, hfeed_status fail_code,
-                                  struct hfeed__err *err)
+static hfeed_status transfer_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows, void *rbuf,
+                                  const void *wbuf, hfeed_status fail_code, struct hfeed__err *err)
 {
     hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
     hfeed_status st = HFEED_OK;
@@ -516,11 +528,9 @@ static hfeed_status transfer_rows(struct hfeed__h5dset *d, uint64_t row, uint64_
         rc = rbuf != NULL ? H5Dread(d->id, d->type, mspace, fspace, H5P_DEFAULT, rbuf)
                           : H5Dwrite(d->id, d->type, mspace, fspace, H5P_DEFAULT, wbuf);
     if (rc < 0) {
-        char what[HFEED_ERRBUF_SIZE / 2];
-        snprintf(what, sizeof what, "file \"%s\" dataset \"%s\" rows %llu..%llu: %s failed",
-                 d->file->path, d->name, (unsigned long long)row,
-                 (unsigned long long)(row + nrows - 1), rbuf != NULL ? "H5Dread" : "H5Dwrite");
-        st = fail_h5(err, fail_code, what);
+        st = fail_h5(err, fail_code, "file \"%s\" dataset \"%s\" rows %llu..%llu: %s failed",
+                     d->file->path, d->name, (unsigned long long)row,
+                     (unsigned long long)(row + nrows - 1), rbuf != NULL ? "H5Dread" : "H5Dwrite");
     }
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);

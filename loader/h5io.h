@@ -26,31 +26,31 @@ enum hfeed__layout {
     HFEED__LAYOUT_CONTIGUOUS = 1,
     HFEED__LAYOUT_CHUNKED = 2,
     HFEED__LAYOUT_COMPACT = 3,
-    HFEED__LAYOUT_OTHER = 4,  /* virtual, external: read through H5Dread like every other */
+    HFEED__LAYOUT_OTHER = 4, /* virtual, external: read through H5Dread like every other */
 };
 
 /* What the catalog needs to know of a dataset. */
 struct hfeed__dset_info {
     struct hfeed__type type;
-    int rank;                         /* >= 1 */
+    int rank; /* >= 1 */
     uint64_t dims[HFEED__MAX_RANK];
     enum hfeed__layout layout;
-    uint64_t chunk[HFEED__MAX_RANK];  /* chunked only */
+    uint64_t chunk[HFEED__MAX_RANK]; /* chunked only */
 };
 
 /* What the direct path (#3) needs to read a dataset without HDF5: where its bytes are, how they
  * are encoded, and what unwritten data reads as. Filled once, at open. */
 struct hfeed__dset_storage {
-    uint64_t header_addr;           /* object header address, for chunkindex */
-    uint64_t base_addr;             /* superblock base address (the userblock size) */
+    uint64_t header_addr; /* object header address, for chunkindex */
+    uint64_t base_addr;   /* superblock base address (the userblock size) */
     unsigned sizeof_addr, sizeof_size;
-    uint64_t contiguous_addr;       /* contiguous layout: absolute data offset; UINT64_MAX when
-                                     * no storage is allocated (every value is the fill value) */
+    uint64_t contiguous_addr; /* contiguous layout: absolute data offset; UINT64_MAX when
+                               * no storage is allocated (every value is the fill value) */
     unsigned nfilters;
-    int filters[8];                 /* filter ids in write order */
-    char unsupported[64];           /* "" or the first filter the direct path cannot decode,
-                                     * or another reason to read this dataset through HDF5 */
-    unsigned char fill[8];          /* one element of the fill value, stored type and order */
+    int filters[8];        /* filter ids in write order */
+    char unsupported[64];  /* "" or the first filter the direct path cannot decode,
+                            * or another reason to read this dataset through HDF5 */
+    unsigned char fill[8]; /* one element of the fill value, stored type and order */
     uint64_t file_size;
 };
 

@@ -36,12 +36,12 @@ struct hfeed_loader {
     struct hfeed__sampler *sampler;
     struct hfeed__ring *ring;
     struct hfeed__reader *reader;
-    struct hfeed_batch *batches;     /* one public handle per slot */
+    struct hfeed_batch *batches; /* one public handle per slot */
     hfeed_loader_info info;
-    atomic_uint refs;                /* 1 for the open handle + 1 per borrowed batch */
+    atomic_uint refs; /* 1 for the open handle + 1 per borrowed batch */
     bool closed;
-    hfeed_status sticky;             /* the first worker error; every later next() returns it */
-    struct hfeed__err err;           /* last error text (hfeed_loader_errmsg) */
+    hfeed_status sticky;   /* the first worker error; every later next() returns it */
+    struct hfeed__err err; /* last error text (hfeed_loader_errmsg) */
     struct hfeed__err sticky_err;
     uint64_t batches_out, samples_out, bytes_out, wait_ns;
 };
@@ -117,7 +117,8 @@ static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
     size_t row_bytes[64];
     size_t *rows = cfg->nfields <= 64 ? row_bytes : hfeed__alloc(cfg->nfields * sizeof *rows);
     if (rows == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
-    for (size_t k = 0; k < cfg->nfields; k++) rows[k] = l->cat->fields[k].row_bytes;
+    for (size_t k = 0; k < cfg->nfields; k++)
+        rows[k] = l->cat->fields[k].row_bytes;
     const hfeed_status st =
         hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size,
                            per_epoch * cfg->epochs, plan_batch, l, &l->ring, err);
@@ -281,8 +282,9 @@ hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out)
     l->wait_ns += now_ns() - t0;
     if (st == HFEED_END) return fail(l, HFEED_END, "");
     if (st == HFEED_E_BUSY)
-        return fail(l, st, "hfeed_loader_next: every prefetch slot is borrowed; release a batch "
-                           "first");
+        return fail(l, st,
+                    "hfeed_loader_next: every prefetch slot is borrowed; release a batch "
+                    "first");
     if (slot->status != HFEED_OK) {
         l->sticky = slot->status;
         l->sticky_err = slot->err;
@@ -379,7 +381,8 @@ hfeed_status hfeed_batch_get_tensor(const hfeed_batch *b, size_t field, hfeed_te
     out->dtype = f->dtype;
     out->ndim = 1 + f->sample_ndim;
     out->shape[0] = (int64_t)b->slot->samples;
-    for (int d = 0; d < f->sample_ndim; d++) out->shape[d + 1] = (int64_t)f->sample_shape[d];
+    for (int d = 0; d < f->sample_ndim; d++)
+        out->shape[d + 1] = (int64_t)f->sample_shape[d];
     out->nbytes = b->slot->samples * f->row_bytes;
     out->device = HFEED_DEVICE_CPU;
     out->device_index = -1;

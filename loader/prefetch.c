@@ -7,16 +7,16 @@
 
 struct hfeed__ring {
     pthread_mutex_t mu;
-    pthread_cond_t can_fill;   /* a slot became FREE, or stop/failure */
-    pthread_cond_t can_take;   /* a slot became READY, or stop */
+    pthread_cond_t can_fill; /* a slot became FREE, or stop/failure */
+    pthread_cond_t can_take; /* a slot became READY, or stop */
     struct hfeed__slot *slots;
     unsigned nslots;
     size_t nfields;
-    uint64_t next_claim;       /* next sequence number a worker will fill */
-    uint64_t next_take;        /* next sequence number the consumer will borrow */
-    uint64_t end_seq;          /* one past the last sequence number of the run */
+    uint64_t next_claim; /* next sequence number a worker will fill */
+    uint64_t next_take;  /* next sequence number the consumer will borrow */
+    uint64_t end_seq;    /* one past the last sequence number of the run */
     bool stopping;
-    bool failed;               /* a worker published an error: hand out no more batches */
+    bool failed; /* a worker published an error: hand out no more batches */
     hfeed__plan_fn plan;
     void *plan_ctx;
     size_t memory;
@@ -53,8 +53,7 @@ hfeed_status hfeed__ring_create(unsigned nslots, size_t nfields, const size_t *r
     }
     if (!ok) {
         hfeed__ring_destroy(r);
-        return HFEED__FAIL(err, HFEED_E_NOMEM, "prefetch ring: out of memory for %u slots",
-                           nslots);
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "prefetch ring: out of memory for %u slots", nslots);
     }
     *out = r;
     return HFEED_OK;
@@ -65,7 +64,8 @@ void hfeed__ring_destroy(struct hfeed__ring *r)
     if (r == NULL) return;
     for (unsigned i = 0; i < r->nslots; i++) {
         struct hfeed__slot *s = &r->slots[i];
-        for (size_t k = 0; s->data != NULL && k < r->nfields; k++) hfeed__free(s->data[k]);
+        for (size_t k = 0; s->data != NULL && k < r->nfields; k++)
+            hfeed__free(s->data[k]);
         hfeed__free(s->data);
         hfeed__free(s->indices);
     }
@@ -184,7 +184,8 @@ hfeed_status hfeed__ring_restart(struct hfeed__ring *r, uint64_t seq)
     for (unsigned i = 0; i < r->nslots; i++)
         if (r->slots[i].state == HFEED__SLOT_BORROWED) st = HFEED_E_BUSY;
     if (st == HFEED_OK) {
-        for (unsigned i = 0; i < r->nslots; i++) r->slots[i].state = HFEED__SLOT_FREE;
+        for (unsigned i = 0; i < r->nslots; i++)
+            r->slots[i].state = HFEED__SLOT_FREE;
         r->next_claim = seq;
         r->next_take = seq;
         r->stopping = false;

@@ -39,11 +39,11 @@ struct hfeed__slot {
     /* Written by the filling worker (or by plan), read by the consumer after READY. */
     uint64_t epoch, index;
     size_t samples;
-    uint64_t *indices;          /* batch_size global sample indices */
-    unsigned char **data;       /* one buffer per field, batch_size rows */
-    struct hfeed__err err;      /* the worker's failure, when status != OK */
+    uint64_t *indices;     /* batch_size global sample indices */
+    unsigned char **data;  /* one buffer per field, batch_size rows */
+    struct hfeed__err err; /* the worker's failure, when status != OK */
     hfeed_status status;
-    void *owner;                /* back pointer for the public batch handle */
+    void *owner; /* back pointer for the public batch handle */
 };
 
 /* Called under the ring mutex for each claimed sequence number, in increasing order: fills the

@@ -28,14 +28,14 @@ struct worker {
     struct hfeed__reader *reader;
     pthread_t thread;
     bool running;
-    unsigned char *scratch;   /* batch_size rows of the widest stored sample */
-    struct pick *picks;       /* batch_size */
-    struct piece *deferred;   /* nfields * batch_size: at most one piece per pick and field */
+    unsigned char *scratch; /* batch_size rows of the widest stored sample */
+    struct pick *picks;     /* batch_size */
+    struct piece *deferred; /* nfields * batch_size: at most one piece per pick and field */
     size_t ndeferred;
     struct hfeed__codec *codec;
-    unsigned char *raw;       /* one stored chunk (the largest) */
-    unsigned char *tmp;       /* one decoded chunk: the codec's scratch */
-    unsigned char *own;       /* one decoded chunk, when the cache has no free entry */
+    unsigned char *raw; /* one stored chunk (the largest) */
+    unsigned char *tmp; /* one decoded chunk: the codec's scratch */
+    unsigned char *own; /* one decoded chunk, when the cache has no free entry */
     atomic_uint_fast64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads;
 };
 
@@ -64,7 +64,9 @@ static void add(atomic_uint_fast64_t *counter, uint64_t v)
 static int by_index(const void *a, const void *b)
 {
     const struct pick *x = a, *y = b;
-    return x->index < y->index ? -1 : x->index > y->index ? 1 : (x->pos > y->pos) - (x->pos < y->pos);
+    return x->index < y->index   ? -1
+           : x->index > y->index ? 1
+                                 : (x->pos > y->pos) - (x->pos < y->pos);
 }
 
 /* Fills w->picks with the slot's samples in ascending index order. Sequential batches are
@@ -91,9 +93,9 @@ static hfeed_status convert_run(struct worker *w, const struct hfeed__field *f,
     size_t bad = 0;
     const size_t groups = in_order ? 1 : n, rows_each = in_order ? n : 1;
     for (size_t g = 0; g < groups && st == HFEED_OK; g++) {
-        st = hfeed__conv_run(&s->conv, src + g * rows_each * s->stored_row_bytes,
-                             dst + p[g].pos * f->row_bytes, rows_each * f->row_elems, &counts,
-                             &bad);
+        st =
+            hfeed__conv_run(&s->conv, src + g * rows_each * s->stored_row_bytes,
+                            dst + p[g].pos * f->row_bytes, rows_each * f->row_elems, &counts, &bad);
         if (st != HFEED_OK) *bad_row = g * rows_each + bad / f->row_elems;
     }
     add(&w->nan, counts.nan);
@@ -209,9 +211,9 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         struct chunk_job job = {w, d, chunk};
         const unsigned char *data;
         void *token;
-        const hfeed_status got = hfeed__chunkcache_acquire(w->reader->cache, source_id << 40 | chunk,
-                                                           wait, decode_chunk, &job, w->own, &data,
-                                                           &token, err);
+        const hfeed_status got =
+            hfeed__chunkcache_acquire(w->reader->cache, source_id << 40 | chunk, wait, decode_chunk,
+                                      &job, w->own, &data, &token, err);
         if (got == HFEED_E_BUSY) {
             w->deferred[w->ndeferred++] = (struct piece){k, fi, row + i, pick + i, take};
             i += take;
@@ -248,8 +250,8 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
                 j++;
             const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
             if (d != NULL && hfeed__chunkio_filtered(d))
-                HFEED__CHECK(read_chunks_run(w, k, fi, row, i, j - i, slot->data[k], false,
-                                             &slot->err));
+                HFEED__CHECK(
+                    read_chunks_run(w, k, fi, row, i, j - i, slot->data[k], false, &slot->err));
             else
                 HFEED__CHECK(read_rows_run(w, &c->fields[k], fi, row, &w->picks[i], j - i,
                                            slot->data[k], &slot->err));

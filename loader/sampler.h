@@ -32,15 +32,15 @@
 #include "error.h"
 
 struct hfeed__sampler_params {
-    uint64_t total;                /* N >= 1 samples, files concatenated */
+    uint64_t total; /* N >= 1 samples, files concatenated */
     enum hfeed__shuffle mode;
     uint64_t seed;
-    const uint64_t *block_starts;  /* chunk mode: nblocks ascending starts, [0] == 0; copied */
-    size_t nblocks;                /* chunk mode: >= 1; block i ends where block i+1 starts */
-    unsigned window;               /* chunk mode: blocks per window, >= 1 */
-    unsigned rank, world_size;     /* rank < world_size */
-    bool pad;                      /* shard remainder: pad (true) or drop (false) */
-    uint64_t batch_size;           /* >= 1 */
+    const uint64_t *block_starts; /* chunk mode: nblocks ascending starts, [0] == 0; copied */
+    size_t nblocks;               /* chunk mode: >= 1; block i ends where block i+1 starts */
+    unsigned window;              /* chunk mode: blocks per window, >= 1 */
+    unsigned rank, world_size;    /* rank < world_size */
+    bool pad;                     /* shard remainder: pad (true) or drop (false) */
+    uint64_t batch_size;          /* >= 1 */
     bool drop_last;
 };
 

@@ -76,8 +76,12 @@ static void store(double v, struct hfeed__type t, unsigned char *dst)
     const uint8_t b = (uint8_t)u;
     const uint16_t h = (uint16_t)u;
     const uint32_t w = (uint32_t)u;
-    memcpy(dst, t.size == 1 ? (const void *)&b : t.size == 2 ? (const void *)&h
-                : t.size == 4 ? (const void *)&w : (const void *)&u, t.size);
+    memcpy(dst,
+           t.size == 1   ? (const void *)&b
+           : t.size == 2 ? (const void *)&h
+           : t.size == 4 ? (const void *)&w
+                         : (const void *)&u,
+           t.size);
 }
 
 static void swap_bytes(unsigned char *p, size_t n, size_t size)
@@ -98,16 +102,23 @@ static hfeed_status stored_type(hfeed_dtype d, bool big_endian, struct hfeed__ty
     switch (d) {
     case HFEED_DTYPE_FLOAT16:
     case HFEED_DTYPE_FLOAT32:
-    case HFEED_DTYPE_FLOAT64: t->cls = HFEED__CLASS_FLOAT; break;
+    case HFEED_DTYPE_FLOAT64:
+        t->cls = HFEED__CLASS_FLOAT;
+        break;
     case HFEED_DTYPE_INT8:
     case HFEED_DTYPE_INT16:
     case HFEED_DTYPE_INT32:
-    case HFEED_DTYPE_INT64: t->cls = HFEED__CLASS_INT; break;
+    case HFEED_DTYPE_INT64:
+        t->cls = HFEED__CLASS_INT;
+        break;
     case HFEED_DTYPE_UINT8:
     case HFEED_DTYPE_UINT16:
     case HFEED_DTYPE_UINT32:
-    case HFEED_DTYPE_UINT64: t->cls = HFEED__CLASS_UINT; break;
-    default: return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "synth: dtype %d is not valid", (int)d);
+    case HFEED_DTYPE_UINT64:
+        t->cls = HFEED__CLASS_UINT;
+        break;
+    default:
+        return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "synth: dtype %d is not valid", (int)d);
     }
     return HFEED_OK;
 }
@@ -145,7 +156,8 @@ static hfeed_status write_features(struct hfeed__h5file *f, const hfeed_synth_sp
     const uint64_t row_bytes = per_row * t.size;
     const uint64_t block = SYNTH_BLOCK_BYTES / row_bytes > 0 ? SYNTH_BLOCK_BYTES / row_bytes : 1;
     unsigned char *buf = hfeed__alloc((size_t)(block * row_bytes));
-    hfeed_status st = buf != NULL ? HFEED_OK : HFEED__FAIL(err, HFEED_E_NOMEM, "synth: out of memory");
+    hfeed_status st =
+        buf != NULL ? HFEED_OK : HFEED__FAIL(err, HFEED_E_NOMEM, "synth: out of memory");
     const bool swap = t.big_endian != host_big_endian() && t.size > 1;
     for (uint64_t r0 = 0; st == HFEED_OK && r0 < s->rows; r0 += block) {
         const uint64_t n = s->rows - r0 < block ? s->rows - r0 : block;
@@ -172,11 +184,13 @@ static hfeed_status write_labels(struct hfeed__h5file *f, const hfeed_synth_spec
                                        s->shuffle, s->fletcher32, &d, err));
     const uint64_t block = SYNTH_BLOCK_BYTES / 8;
     int64_t *buf = hfeed__alloc((size_t)(block * 8));
-    hfeed_status st = buf != NULL ? HFEED_OK : HFEED__FAIL(err, HFEED_E_NOMEM, "synth: out of memory");
+    hfeed_status st =
+        buf != NULL ? HFEED_OK : HFEED__FAIL(err, HFEED_E_NOMEM, "synth: out of memory");
     const bool swap = host_big_endian();
     for (uint64_t r0 = 0; st == HFEED_OK && r0 < s->rows; r0 += block) {
         const uint64_t n = s->rows - r0 < block ? s->rows - r0 : block;
-        for (uint64_t r = 0; r < n; r++) buf[r] = (int64_t)((r0 + r) % s->label_classes);
+        for (uint64_t r = 0; r < n; r++)
+            buf[r] = (int64_t)((r0 + r) % s->label_classes);
         if (swap) swap_bytes((unsigned char *)buf, (size_t)n, 8);
         st = hfeed__h5_dset_write_rows(d, r0, n, buf, err);
     }
