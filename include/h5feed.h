@@ -136,7 +136,10 @@ typedef struct {
     size_t memory_bytes;          /* all buffers allocated at open: slots, worker scratch, order */
     hfeed_device_kind device;
     int device_index;
-    int hdf5_threadsafe;          /* H5is_library_threadsafe() of the HDF5 library in use */
+    int hdf5_threadsafe;          /* the HDF5 build is thread-safe (H5_HAVE_THREADSAFE of the
+                                   * headers h5feed was built with: HDF5 1.10 has no run-time
+                                   * query). h5feed serialises its own HDF5 calls either way;
+                                   * other HDF5 users in the process (h5py) are not covered. */
 } hfeed_loader_info;
 
 /* Counters of a run so far. Plain data; layout frozen for major version 0. */
@@ -185,16 +188,17 @@ HFEED_API hfeed_status hfeed_loader_close(hfeed_loader *l);
 /* Blocks until the next batch in sampler order is ready, whichever worker finished first.
  * Returns: HFEED_OK; HFEED_END after the last batch of the last epoch; HFEED_E_BUSY when every
  * slot is borrowed (it would otherwise wait forever); or the first error a worker met (sticky:
- * every later call returns it too).
+ * every later call returns it too, until a successful hfeed_loader_seek()).
  * Ownership: *out is borrowed from the loader until hfeed_batch_release().
  * Threads: one consumer thread per loader. */
 HFEED_API hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out);
 
 /* Positions the loader so that the next batch is batch `batch` of epoch `epoch`, exactly the
  * batch an uninterrupted run would deliver there (resume after a restart). Batches prepared
- * ahead are discarded.
+ * ahead are discarded, and a sticky error is forgotten (seeking past a damaged batch is a way
+ * to go on).
  * Returns: HFEED_OK; HFEED_E_INVALID_ARG when (epoch, batch) is past the end; HFEED_E_BUSY
- * when batches are still borrowed.
+ * when batches are still borrowed; HFEED_E_THREAD when the workers cannot restart (sticky).
  * Threads: the consumer thread. */
 HFEED_API hfeed_status hfeed_loader_seek(hfeed_loader *l, uint64_t epoch, uint64_t batch);
 

@@ -10,6 +10,7 @@
 #include <glob.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -95,9 +96,17 @@ static hfeed_status check_source(struct hfeed__catalog *c, const struct hfeed__f
     if (hfeed__conv_plan(in->type, want, &s->conv, &why) != HFEED_OK)
         return HFEED__FAIL(err, HFEED_E_TYPE, "field \"%s\": file \"%s\" dataset \"%s\": %s",
                            fc->name, path, fc->dataset, why.msg);
-    size_t elems = 1;
+    /* Output rows are at most 8 bytes an element: checking elems * 8 covers both row sizes. */
+    size_t elems = 1, most = 0;
+    bool wraps = false;
     for (int d = 1; d < in->rank; d++)
-        elems *= (size_t)in->dims[d];
+        wraps |= __builtin_mul_overflow(elems, in->dims[d], &elems);
+    wraps |= __builtin_mul_overflow(elems, (size_t)8, &most);
+    if (wraps)
+        return HFEED__FAIL(err, HFEED_E_DATASET,
+                           "file \"%s\" dataset \"%s\": one sample of this shape does not fit "
+                           "in memory",
+                           path, fc->dataset);
     s->stored_row_bytes = elems * in->type.size;
     if (s->stored_row_bytes > f->max_stored_row_bytes)
         f->max_stored_row_bytes = s->stored_row_bytes;
@@ -158,16 +167,22 @@ static const char *direct_blocker(const struct hfeed__source *s,
     if (st->unsupported[0] != '\0') return st->unsupported;
     if (s->info.layout == HFEED__LAYOUT_COMPACT) return "compact layout, data kept in the header";
     if (s->info.layout == HFEED__LAYOUT_OTHER) return "virtual or external layout";
-    if (s->info.layout == HFEED__LAYOUT_CONTIGUOUS) return NULL;
+    if (s->info.layout == HFEED__LAYOUT_CONTIGUOUS)
+        return st->contiguous_addr == UINT64_MAX ||
+                       st->contiguous_addr + s->info.dims[0] * s->stored_row_bytes <= st->file_size
+                   ? NULL
+                   : "data runs past the end of the file (truncated?)";
     for (int d = 1; d < s->info.rank; d++)
         if (s->info.chunk[d] != s->info.dims[d]) return "chunks split the sample axes";
     return NULL;
 }
 
-/* Reads the chunk index of a chunked direct source into d; a reason on failure (then HDF5
- * reads it: its own error text, if the file is damaged, is the better message). */
-static const char *index_chunks(struct hfeed__direct *d, const struct hfeed__source *s,
-                                const struct hfeed__dset_storage *st, char *why, size_t why_len)
+/* Reads the chunk index of a chunked direct source into d. An index we cannot read sets *why
+ * (then HDF5 reads the dataset: its own error text, if the file is damaged, is the better
+ * message); running out of memory is an error, never a reason to fall back. */
+static hfeed_status index_chunks(struct hfeed__direct *d, const struct hfeed__source *s,
+                                 const struct hfeed__dset_storage *st, const char **why,
+                                 char *buf, size_t buf_len, struct hfeed__err *err)
 {
     struct hfeed__index_query q = {.header_addr = st->header_addr,
                                    .base_addr = st->base_addr,
@@ -184,26 +199,48 @@ static const char *index_chunks(struct hfeed__direct *d, const struct hfeed__sou
     d->nchunks = (s->info.dims[0] + d->chunk_rows - 1) / d->chunk_rows;
     d->chunk_bytes = (size_t)d->chunk_rows * d->row_bytes;
     d->chunks = hfeed__alloc((size_t)(d->nchunks > 0 ? d->nchunks : 1) * sizeof *d->chunks);
-    if (d->chunks == NULL) return "out of memory for the chunk index";
+    if (d->chunks == NULL)
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "chunk index of %llu chunks: out of memory",
+                           (unsigned long long)d->nchunks);
     const char *reason = NULL;
     struct hfeed__err e = {0};
-    if (hfeed__chunkindex_read(d->fd, &q, d->chunks, d->nchunks, &reason, &e) != HFEED_OK) {
-        snprintf(why, why_len, "%.200s", reason != NULL ? reason : e.msg);
-        return why;
+    const hfeed_status got = hfeed__chunkindex_read(d->fd, &q, d->chunks, d->nchunks, &reason, &e);
+    if (got == HFEED_E_NOMEM) return hfeed__err_set(err, got, "%s", e.msg);
+    if (got != HFEED_OK) {
+        snprintf(buf, buf_len, "%.200s", reason != NULL ? reason : e.msg);
+        *why = buf;
+        return HFEED_OK;
     }
     for (uint64_t i = 0; i < d->nchunks; i++) {
         if (d->chunks[i].addr == HFEED__CHUNK_UNALLOCATED) continue;
-        if (d->chunks[i].size > PLAUSIBLE_STORED(d->chunk_bytes))
-            return "implausible chunk size in the index";
+        if (d->chunks[i].size > PLAUSIBLE_STORED(d->chunk_bytes)) {
+            *why = "implausible chunk size in the index";
+            return HFEED_OK;
+        }
+        /* Every byte the workers may pread or map must exist when the loader opens. */
+        if (d->chunks[i].addr > st->file_size ||
+            d->chunks[i].size > st->file_size - d->chunks[i].addr) {
+            *why = "a chunk runs past the end of the file (truncated?)";
+            return HFEED_OK;
+        }
         if (d->chunks[i].size > d->max_stored_chunk)
             d->max_stored_chunk = (size_t)d->chunks[i].size;
     }
-    return NULL;
+    return HFEED_OK;
 }
 
-static int file_fd(struct hfeed__catalog *c, size_t fi)
+/* Opens file fi for pread and maps it read-only (once; a refused mapping leaves pread). */
+static int file_fd(struct hfeed__catalog *c, size_t fi, uint64_t file_size)
 {
-    if (c->fds[fi] < 0) c->fds[fi] = open(hfeed__h5_file_path(c->files[fi]), O_RDONLY | O_CLOEXEC);
+    if (c->fds[fi] >= 0) return c->fds[fi];
+    c->fds[fi] = open(hfeed__h5_file_path(c->files[fi]), O_RDONLY | O_CLOEXEC);
+    if (c->fds[fi] >= 0 && file_size > 0 && file_size <= SIZE_MAX) {
+        void *m = mmap(NULL, (size_t)file_size, PROT_READ, MAP_SHARED, c->fds[fi], 0);
+        if (m != MAP_FAILED) {
+            c->maps[fi] = m;
+            c->map_lens[fi] = file_size;
+        }
+    }
     return c->fds[fi];
 }
 
@@ -226,7 +263,8 @@ static hfeed_status setup_direct(struct hfeed__catalog *c, size_t k, size_t fi,
     if (d == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "direct path: out of memory");
     *d = (struct hfeed__direct){.path = hfeed__h5_file_path(c->files[fi]),
                                 .dataset = c->fields[k].dataset,
-                                .fd = file_fd(c, fi),
+                                .fd = file_fd(c, fi, st.file_size),
+                                .map = c->maps[fi],
                                 .elem_size = s->info.type.size,
                                 .row_bytes = s->stored_row_bytes,
                                 .nrows = s->info.dims[0],
@@ -241,7 +279,13 @@ static hfeed_status setup_direct(struct hfeed__catalog *c, size_t k, size_t fi,
     const char *why = d->fd < 0 ? "cannot open the file for pread" : direct_blocker(s, &st);
     if (why == NULL && d->chunked && !hfeed__codec_supports(&d->pipeline))
         why = "unsupported filter";
-    if (why == NULL && d->chunked) why = index_chunks(d, s, &st, buf, sizeof buf);
+    if (why == NULL && d->chunked) {
+        const hfeed_status got = index_chunks(d, s, &st, &why, buf, sizeof buf, err);
+        if (got != HFEED_OK) {
+            direct_free(d);
+            return got;
+        }
+    }
     bool logged = false; /* two fields may read one dataset: one line per file and dataset */
     for (size_t j = 0; j < k; j++)
         logged = logged || strcmp(c->fields[j].dataset, c->fields[k].dataset) == 0;
@@ -303,11 +347,14 @@ static hfeed_status alloc_catalog(const struct hfeed__config *cfg, struct paths 
     c->nfields = cfg->nfields;
     c->files = hfeed__calloc(files->n, sizeof *c->files);
     c->fds = hfeed__alloc((files->n > 0 ? files->n : 1) * sizeof *c->fds);
+    c->maps = hfeed__calloc(files->n, sizeof *c->maps);
+    c->map_lens = hfeed__calloc(files->n, sizeof *c->map_lens);
     for (size_t fi = 0; c->fds != NULL && fi < files->n; fi++)
         c->fds[fi] = -1;
     c->file_start = hfeed__calloc(files->n + 1, sizeof *c->file_start);
     c->fields = hfeed__calloc(cfg->nfields, sizeof *c->fields);
-    if (c->files == NULL || c->fds == NULL || c->file_start == NULL || c->fields == NULL) {
+    if (c->files == NULL || c->fds == NULL || c->maps == NULL || c->map_lens == NULL ||
+        c->file_start == NULL || c->fields == NULL) {
         c->nfields = c->fields == NULL ? 0 : c->nfields;
         c->nfiles = c->files == NULL ? 0 : c->nfiles;
         return HFEED__FAIL(err, HFEED_E_NOMEM, "catalog: out of memory");
@@ -379,6 +426,9 @@ void hfeed__catalog_close_files(struct hfeed__catalog *c)
     for (size_t fi = 0; c->files != NULL && fi < c->nfiles; fi++) {
         hfeed__h5_file_close(c->files[fi]);
         c->files[fi] = NULL;
+        if (c->maps != NULL && c->maps[fi] != NULL)
+            munmap((void *)(uintptr_t)c->maps[fi], (size_t)c->map_lens[fi]);
+        if (c->maps != NULL) c->maps[fi] = NULL;
         if (c->fds != NULL && c->fds[fi] >= 0) close(c->fds[fi]);
         if (c->fds != NULL) c->fds[fi] = -1;
     }
@@ -392,6 +442,8 @@ void hfeed__catalog_close(struct hfeed__catalog *c)
         hfeed__free(c->fields[k].sources);
     hfeed__free(c->files);
     hfeed__free(c->fds);
+    hfeed__free(c->maps);
+    hfeed__free(c->map_lens);
     hfeed__free(c->file_start);
     hfeed__free(c->fields);
     hfeed__free(c->block_starts);

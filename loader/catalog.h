@@ -41,6 +41,8 @@ struct hfeed__catalog {
     size_t nfiles;
     struct hfeed__h5file **files;
     int *fds;             /* one read-only descriptor per file for the direct path; -1 */
+    const unsigned char **maps; /* each file mapped read-only for the direct path, or NULL */
+    uint64_t *map_lens;
     uint64_t *file_start; /* nfiles + 1 prefix sums of samples; [nfiles] = total */
     size_t nfields;
     struct hfeed__field *fields;

@@ -123,7 +123,8 @@ hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes,
     pthread_cond_init(&c->decoded, NULL);
     c->lru_head = c->lru_tail = NONE;
     const size_t n = entry_bytes > 0 ? budget / entry_bytes : 0;
-    c->nentries = n < NONE / 2 ? (uint32_t)n : NONE / 2;
+    /* At most 2^30 entries, so that 2 * nentries buckets fit a uint32_t. */
+    c->nentries = n < ((size_t)1 << 30) ? (uint32_t)n : (uint32_t)1 << 30;
     c->nbuckets = 1;
     while (c->nbuckets < 2 * c->nentries)
         c->nbuckets *= 2;
@@ -230,18 +231,6 @@ void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token)
     const uint32_t i = (uint32_t)(e - c->entries);
     pthread_mutex_lock(&c->mu);
     if (--e->refs == 0) lru_append(c, i);
-    pthread_mutex_unlock(&c->mu);
-}
-
-void hfeed__chunkcache_clear(struct hfeed__chunkcache *c)
-{
-    pthread_mutex_lock(&c->mu);
-    while (c->lru_head != NONE) {
-        const uint32_t i = c->lru_head;
-        lru_remove(c, i);
-        hash_remove(c, i);
-        make_free(c, i);
-    }
     pthread_mutex_unlock(&c->mu);
 }
 

@@ -46,9 +46,6 @@ hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key
                                        struct hfeed__err *err);
 void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token);
 
-/* Forgets every unreferenced entry (after seek, nothing old is worth keeping). */
-void hfeed__chunkcache_clear(struct hfeed__chunkcache *c);
-
 size_t hfeed__chunkcache_memory(const struct hfeed__chunkcache *c);
 void hfeed__chunkcache_get_stats(struct hfeed__chunkcache *c, struct hfeed__chunkcache_stats *out);
 

@@ -69,6 +69,19 @@ hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t ro
     return HFEED_OK;
 }
 
+const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
+                                             uint64_t n)
+{
+    if (d->map == NULL || hfeed__chunkio_filtered(d)) return NULL;
+    if (!d->chunked)
+        return d->contiguous_addr == HFEED__CHUNK_UNALLOCATED
+                   ? NULL
+                   : d->map + d->contiguous_addr + row * d->row_bytes;
+    const uint64_t c = row / d->chunk_rows, first = row - c * d->chunk_rows;
+    if (first + n > d->chunk_rows || d->chunks[c].addr == HFEED__CHUNK_UNALLOCATED) return NULL;
+    return d->map + d->chunks[c].addr + first * d->row_bytes;
+}
+
 hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c,
                                        unsigned char *buf, size_t *len, struct hfeed__err *err)
 {

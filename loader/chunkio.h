@@ -3,6 +3,13 @@
  * worker threads read in parallel. pread has no shared file position, so the workers share one
  * descriptor per file.
  *
+ * Unfiltered bytes are also reachable through a read-only shared mapping of the file (mmap), so a
+ * worker converts rows straight from the page cache into the batch slot: no read syscall and no
+ * copy into a scratch buffer, which is what a shuffled read of small rows costs most. Every
+ * address is checked against the file's size at open; a file truncated while the loader runs
+ * (not at open) would raise SIGBUS on the mapping, as it would for any mmap reader, so do not
+ * truncate files in use. Where mmap is refused, pread serves instead.
+ *
  * A direct source is one field in one file whose storage the path understands: contiguous, or
  * chunked with chunks spanning every axis but the first (chunk i = rows [i * chunk_rows, ...)),
  * filtered at most with deflate, shuffle and fletcher32. Unwritten storage reads as the dataset's
@@ -22,6 +29,7 @@ struct hfeed__direct {
     const char *path;    /* for messages; borrowed */
     const char *dataset; /* for messages; borrowed */
     int fd;              /* borrowed: one per file, owned by the catalog */
+    const unsigned char *map; /* borrowed: the whole file mapped read-only, or NULL */
     size_t elem_size;
     size_t row_bytes; /* stored bytes of one sample */
     uint64_t nrows;
@@ -44,6 +52,12 @@ bool hfeed__chunkio_filtered(const struct hfeed__direct *d);
  * Returns: HFEED_OK or HFEED_E_READ naming file, dataset and offset (short read: truncated). */
 hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t row, uint64_t n,
                                       unsigned char *dst, struct hfeed__err *err);
+
+/* Where stored rows [row, row + n) of an unfiltered source lie in the file's mapping, when they
+ * are allocated, contiguous (one chunk, or contiguous layout) and the file is mapped; else NULL.
+ * The bytes stay valid until the catalog closes its files. */
+const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
+                                             uint64_t n);
 
 /* Reads the stored bytes of chunk c of a filtered source into buf (max_stored_chunk bytes).
  * Sets *len; *len == 0 means the chunk is unallocated (the caller fills it).

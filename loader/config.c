@@ -413,7 +413,7 @@ static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
     int shuffle = (int)c->shuffle;
     int pad = c->shard_pad;
     int direct = c->direct;
-    HFEED__CHECK(get_uint(root, NULL, "batch_size", 1, MAX_EXACT, &c->batch_size, err));
+    HFEED__CHECK(get_uint(root, NULL, "batch_size", 1, 1u << 24, &c->batch_size, err));
     HFEED__CHECK(get_bool(root, "drop_last", &c->drop_last, err));
     HFEED__CHECK(get_enum(root, NULL, "shuffle", shuffle_choices, &shuffle, err));
     HFEED__CHECK(get_uint(root, NULL, "seed", 0, MAX_EXACT, &c->seed, err));

@@ -107,6 +107,23 @@ static hfeed_status make_sampler(struct hfeed_loader *l, struct hfeed__err *err)
     return HFEED_OK;
 }
 
+/* A batch slot of batch_size samples of every field must have a size that fits a size_t. */
+static hfeed_status check_slot_size(const struct hfeed_loader *l, struct hfeed__err *err)
+{
+    size_t slot = 0;
+    for (size_t k = 0; k < l->cfg->nfields; k++) {
+        const struct hfeed__field *f = &l->cat->fields[k];
+        size_t bytes;
+        if (__builtin_mul_overflow(f->row_bytes, (size_t)l->cfg->batch_size, &bytes) ||
+            __builtin_add_overflow(slot, bytes, &slot))
+            return HFEED__FAIL(err, HFEED_E_CONFIG,
+                               "batch_size: %llu samples of field \"%s\" (%zu bytes each) "
+                               "overflow a batch slot",
+                               (unsigned long long)l->cfg->batch_size, f->name, f->row_bytes);
+    }
+    return HFEED_OK;
+}
+
 static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
 {
     const struct hfeed__config *cfg = l->cfg;
@@ -114,6 +131,7 @@ static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
     if (per_epoch > UINT64_MAX / cfg->epochs)
         return HFEED__FAIL(err, HFEED_E_CONFIG, "epochs: %llu epochs of %llu batches overflow",
                            (unsigned long long)cfg->epochs, (unsigned long long)per_epoch);
+    HFEED__CHECK(check_slot_size(l, err));
     size_t row_bytes[64];
     size_t *rows = cfg->nfields <= 64 ? row_bytes : hfeed__alloc(cfg->nfields * sizeof *rows);
     if (rows == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
@@ -304,6 +322,7 @@ hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out)
 hfeed_status hfeed_loader_seek(hfeed_loader *l, uint64_t epoch, uint64_t batch)
 {
     if (l == NULL || l->closed) return HFEED_E_INVALID_ARG;
+    hfeed__err_clear(&l->err);
     const uint64_t per_epoch = l->info.batches_per_epoch;
     if (epoch >= l->info.epochs || batch >= per_epoch)
         return hfeed__err_set(&l->err, HFEED_E_INVALID_ARG,
@@ -312,12 +331,17 @@ hfeed_status hfeed_loader_seek(hfeed_loader *l, uint64_t epoch, uint64_t batch)
                               (unsigned long long)epoch, (unsigned long long)batch,
                               (unsigned long long)l->info.epochs, (unsigned long long)per_epoch);
     if (atomic_load(&l->refs) > 1u)
-        return fail(l, HFEED_E_BUSY, "hfeed_loader_seek: batches are still borrowed");
+        return hfeed__err_set(&l->err, HFEED_E_BUSY, "hfeed_loader_seek: batches are borrowed");
     hfeed__reader_stop(l->reader);
+    /* Cannot be busy: nothing is borrowed (checked above) and the workers are joined. */
     hfeed__ring_restart(l->ring, epoch * per_epoch + batch);
     l->sticky = HFEED_OK;
-    hfeed__err_clear(&l->err);
-    return hfeed__reader_start(l->reader, &l->err);
+    const hfeed_status st = hfeed__reader_start(l->reader, &l->err);
+    if (st != HFEED_OK) { /* no worker runs: every later next() must say why, not "end" */
+        l->sticky = st;
+        l->sticky_err = l->err;
+    }
+    return st;
 }
 
 hfeed_status hfeed_loader_get_info(const hfeed_loader *l, hfeed_loader_info *out)

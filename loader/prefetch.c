@@ -1,6 +1,7 @@
 /* prefetch: the slot ring between workers and consumer; design and locking in prefetch.h. */
 #include "prefetch.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -10,13 +11,14 @@ struct hfeed__ring {
     pthread_cond_t can_fill; /* a slot became FREE, or stop/failure */
     pthread_cond_t can_take; /* a slot became READY, or stop */
     struct hfeed__slot *slots;
+    unsigned *pending; /* pending[seq % nslots]: the slot of claimed, untaken batch seq */
     unsigned nslots;
     size_t nfields;
     uint64_t next_claim; /* next sequence number a worker will fill */
     uint64_t next_take;  /* next sequence number the consumer will borrow */
     uint64_t end_seq;    /* one past the last sequence number of the run */
-    bool stopping;
-    bool failed; /* a worker published an error: hand out no more batches */
+    atomic_bool stopping; /* written under mu; workers poll it without the lock */
+    bool failed;          /* a worker published an error: hand out no more batches */
     hfeed__plan_fn plan;
     void *plan_ctx;
     size_t memory;
@@ -36,9 +38,11 @@ hfeed_status hfeed__ring_create(unsigned nslots, size_t nfields, const size_t *r
     r->end_seq = end_seq;
     r->plan = plan;
     r->plan_ctx = plan_ctx;
+    atomic_init(&r->stopping, false);
     r->slots = hfeed__calloc(nslots, sizeof *r->slots);
+    r->pending = hfeed__calloc(nslots, sizeof *r->pending);
     if (r->slots != NULL) r->nslots = nslots;
-    bool ok = r->slots != NULL;
+    bool ok = r->slots != NULL && r->pending != NULL;
     for (unsigned i = 0; ok && i < nslots; i++) {
         struct hfeed__slot *s = &r->slots[i];
         s->indices = hfeed__alloc(batch_size * sizeof *s->indices);
@@ -70,6 +74,7 @@ void hfeed__ring_destroy(struct hfeed__ring *r)
         hfeed__free(s->indices);
     }
     hfeed__free(r->slots);
+    hfeed__free(r->pending);
     pthread_cond_destroy(&r->can_take);
     pthread_cond_destroy(&r->can_fill);
     pthread_mutex_destroy(&r->mu);
@@ -91,20 +96,31 @@ struct hfeed__slot *hfeed__ring_slot(struct hfeed__ring *r, unsigned i)
     return &r->slots[i];
 }
 
+/* A FREE slot, or NULL. Slots are few (the prefetch depth), so a scan is cheap. Lock held. */
+static struct hfeed__slot *free_slot(struct hfeed__ring *r)
+{
+    for (unsigned i = 0; i < r->nslots; i++)
+        if (r->slots[i].state == HFEED__SLOT_FREE) return &r->slots[i];
+    return NULL;
+}
+
 bool hfeed__ring_claim(struct hfeed__ring *r, struct hfeed__slot **slot)
 {
     *slot = NULL;
     pthread_mutex_lock(&r->mu);
-    while (!r->stopping && !r->failed && r->next_claim < r->end_seq &&
-           r->slots[r->next_claim % r->nslots].state != HFEED__SLOT_FREE)
+    struct hfeed__slot *s = NULL;
+    while (!atomic_load(&r->stopping) && !r->failed && r->next_claim < r->end_seq &&
+           (s = free_slot(r)) == NULL)
         pthread_cond_wait(&r->can_fill, &r->mu);
-    const bool go = !r->stopping && !r->failed && r->next_claim < r->end_seq;
+    const bool go = !atomic_load(&r->stopping) && !r->failed && r->next_claim < r->end_seq;
     if (go) {
-        struct hfeed__slot *s = &r->slots[r->next_claim % r->nslots];
         s->state = HFEED__SLOT_FILLING;
         s->seq = r->next_claim++;
         s->status = HFEED_OK;
         hfeed__err_clear(&s->err);
+        /* At most nslots batches are claimed and not yet taken (each holds a slot), so the
+         * entry of seq - nslots was taken already and its place is free. */
+        r->pending[s->seq % r->nslots] = (unsigned)(s - r->slots);
         r->plan(r->plan_ctx, s->seq, s);
         *slot = s;
     }
@@ -126,10 +142,15 @@ void hfeed__ring_publish(struct hfeed__ring *r, struct hfeed__slot *slot)
 
 bool hfeed__ring_stopping(struct hfeed__ring *r)
 {
-    pthread_mutex_lock(&r->mu);
-    const bool stopping = r->stopping;
-    pthread_mutex_unlock(&r->mu);
-    return stopping;
+    return atomic_load_explicit(&r->stopping, memory_order_relaxed);
+}
+
+/* Whether every slot is borrowed by the consumer. Lock held. */
+static bool all_borrowed(const struct hfeed__ring *r)
+{
+    for (unsigned i = 0; i < r->nslots; i++)
+        if (r->slots[i].state != HFEED__SLOT_BORROWED) return false;
+    return true;
 }
 
 hfeed_status hfeed__ring_take(struct hfeed__ring *r, struct hfeed__slot **slot)
@@ -138,20 +159,23 @@ hfeed_status hfeed__ring_take(struct hfeed__ring *r, struct hfeed__slot **slot)
     hfeed_status st = HFEED_OK;
     pthread_mutex_lock(&r->mu);
     for (;;) {
-        struct hfeed__slot *s = &r->slots[r->next_take % r->nslots];
-        if (r->next_take >= r->end_seq || r->stopping) {
+        if (r->next_take >= r->end_seq || atomic_load(&r->stopping)) {
             st = HFEED_END;
             break;
         }
-        if (s->state == HFEED__SLOT_READY && s->seq == r->next_take) {
-            s->state = HFEED__SLOT_BORROWED;
-            r->next_take++;
-            *slot = s;
+        if (r->next_take < r->next_claim) {
+            struct hfeed__slot *s = &r->slots[r->pending[r->next_take % r->nslots]];
+            if (s->state == HFEED__SLOT_READY) {
+                s->state = HFEED__SLOT_BORROWED;
+                r->next_take++;
+                *slot = s;
+                break;
+            }
+        } else if (all_borrowed(r)) {
+            st = HFEED_E_BUSY; /* no worker can claim the next batch: waiting would never end */
             break;
-        }
-        /* The slot still holds an older batch the consumer borrowed: waiting would never end. */
-        if (s->state == HFEED__SLOT_BORROWED) {
-            st = HFEED_E_BUSY;
+        } else if (r->failed) {
+            st = HFEED_END; /* defensive: the loader stops at the failed batch before this */
             break;
         }
         pthread_cond_wait(&r->can_take, &r->mu);
@@ -171,7 +195,7 @@ void hfeed__ring_give_back(struct hfeed__ring *r, struct hfeed__slot *slot)
 void hfeed__ring_stop(struct hfeed__ring *r)
 {
     pthread_mutex_lock(&r->mu);
-    r->stopping = true;
+    atomic_store(&r->stopping, true);
     pthread_cond_broadcast(&r->can_fill);
     pthread_cond_broadcast(&r->can_take);
     pthread_mutex_unlock(&r->mu);
@@ -188,7 +212,7 @@ hfeed_status hfeed__ring_restart(struct hfeed__ring *r, uint64_t seq)
             r->slots[i].state = HFEED__SLOT_FREE;
         r->next_claim = seq;
         r->next_take = seq;
-        r->stopping = false;
+        atomic_store(&r->stopping, false);
         r->failed = false;
     }
     pthread_mutex_unlock(&r->mu);

@@ -1,11 +1,12 @@
 /* prefetch: the fixed ring of batch slots between the workers and the consumer.
  *
  * Batches are numbered by a run-wide sequence number `seq` (epoch * batches_per_epoch + batch).
- * Batch seq always lives in slot seq % nslots, so the consumer's order is the sampler's order
- * whichever worker finishes first. A slot cycles FREE -> FILLING (one worker) -> READY ->
- * BORROWED (the consumer) -> FREE. Workers claim sequence numbers in increasing order; a worker
- * waits while the slot of the next number is not FREE (backpressure: at most nslots batches
- * exist at once, so memory is fixed at create).
+ * Workers claim sequence numbers in increasing order, each into any FREE slot, and record which
+ * slot holds seq in pending[seq % nslots]; the consumer takes seq in order through that table,
+ * so its order is the sampler's whichever worker finishes first. A slot cycles FREE -> FILLING
+ * (one worker) -> READY -> BORROWED (the consumer) -> FREE. A worker waits while no slot is
+ * FREE (backpressure: at most nslots batches exist at once, so memory is fixed at create); a
+ * batch the consumer keeps borrowed holds one slot and no more.
  *
  * Locking: one mutex guards all slot states and counters; `can_fill` wakes workers, `can_take`
  * wakes the consumer. The plan callback runs under the mutex (it is ours, fast, and must assign
@@ -47,7 +48,8 @@ struct hfeed__slot {
 };
 
 /* Called under the ring mutex for each claimed sequence number, in increasing order: fills the
- * slot's epoch, index, samples and indices. */
+ * slot's epoch, index, samples and indices. The first batch of an epoch computes that epoch's
+ * order (O(samples)); the ring is held meanwhile, a stall once per epoch. */
 typedef void (*hfeed__plan_fn)(void *ctx, uint64_t seq, struct hfeed__slot *slot);
 
 struct hfeed__ring;
@@ -77,7 +79,8 @@ bool hfeed__ring_stopping(struct hfeed__ring *r);
 
 /* Consumer side. Blocks until the next batch in order is READY and borrows it.
  * Returns: HFEED_OK with *slot BORROWED (its status may be an error: the worker's); HFEED_END
- * when every sequence number was taken; HFEED_E_BUSY when every slot is borrowed. */
+ * when every sequence number was taken; HFEED_E_BUSY when the next batch is not claimed yet and
+ * every slot is borrowed (it could never be filled). */
 hfeed_status hfeed__ring_take(struct hfeed__ring *r, struct hfeed__slot **slot);
 
 /* Gives a borrowed slot back. Any thread. */

@@ -3,7 +3,6 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -36,7 +35,10 @@ struct worker {
     unsigned char *raw; /* one stored chunk (the largest) */
     unsigned char *tmp; /* one decoded chunk: the codec's scratch */
     unsigned char *own; /* one decoded chunk, when the cache has no free entry */
-    atomic_uint_fast64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads;
+    struct hfeed__reader_stats local; /* this batch's counts; only this worker touches them */
+    /* Published once per batch, so the consumer can sum them while workers run; aligned so
+     * that two workers' counters never share a cache line. */
+    _Alignas(64) atomic_uint_fast64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads;
 };
 
 struct hfeed__reader {
@@ -56,17 +58,60 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void count(uint64_t *counter, uint64_t v)
+{
+    *counter += v;
+}
+
 static void add(atomic_uint_fast64_t *counter, uint64_t v)
 {
     atomic_fetch_add_explicit(counter, v, memory_order_relaxed);
 }
 
-static int by_index(const void *a, const void *b)
+/* Publishes the worker's counts of the batch it just filled. */
+static void flush_counts(struct worker *w)
 {
-    const struct pick *x = a, *y = b;
-    return x->index < y->index   ? -1
-           : x->index > y->index ? 1
-                                 : (x->pos > y->pos) - (x->pos < y->pos);
+    add(&w->read_ns, w->local.read_ns);
+    add(&w->decode_ns, w->local.decode_ns);
+    add(&w->convert_ns, w->local.convert_ns);
+    add(&w->nan, w->local.nan);
+    add(&w->overflow, w->local.overflow);
+    add(&w->h5_reads, w->local.h5_reads);
+    memset(&w->local, 0, sizeof w->local);
+}
+
+static bool before(const struct pick *x, const struct pick *y)
+{
+    return x->index < y->index || (x->index == y->index && x->pos < y->pos);
+}
+
+/* Restores the max-heap below node i of p[0..n). */
+static void sift_down(struct pick *p, size_t i, size_t n)
+{
+    for (;;) {
+        size_t big = i;
+        const size_t l = 2 * i + 1, r = l + 1;
+        if (l < n && before(&p[big], &p[l])) big = l;
+        if (r < n && before(&p[big], &p[r])) big = r;
+        if (big == i) return;
+        const struct pick t = p[i];
+        p[i] = p[big];
+        p[big] = t;
+        i = big;
+    }
+}
+
+/* Heapsort: in place and O(n log n) without allocating (glibc's qsort may malloc a merge
+ * buffer, and the workers allocate nothing after open). */
+static void sort_by_index(struct pick *p, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;) sift_down(p, i, n);
+    for (size_t end = n; end-- > 1;) {
+        const struct pick t = p[0];
+        p[0] = p[end];
+        p[end] = t;
+        sift_down(p, 0, end);
+    }
 }
 
 /* Fills w->picks with the slot's samples in ascending index order. Sequential batches are
@@ -79,7 +124,7 @@ static void sort_picks(struct worker *w, const struct hfeed__slot *slot)
         w->picks[i].pos = i;
         if (i > 0 && slot->indices[i] <= slot->indices[i - 1]) sorted = false;
     }
-    if (!sorted) qsort(w->picks, slot->samples, sizeof *w->picks, by_index);
+    if (!sorted) sort_by_index(w->picks, slot->samples);
 }
 
 /* Converts rows of a run from `src` into their slot rows; one call when they are in order. */
@@ -98,8 +143,8 @@ static hfeed_status convert_run(struct worker *w, const struct hfeed__field *f,
                             dst + p[g].pos * f->row_bytes, rows_each * f->row_elems, &counts, &bad);
         if (st != HFEED_OK) *bad_row = g * rows_each + bad / f->row_elems;
     }
-    add(&w->nan, counts.nan);
-    add(&w->overflow, counts.overflow);
+    count(&w->local.nan, counts.nan);
+    count(&w->local.overflow, counts.overflow);
     return st;
 }
 
@@ -125,7 +170,7 @@ static hfeed_status fetch_rows(struct worker *w, const struct hfeed__source *s, 
                                uint64_t n, unsigned char *into, struct hfeed__err *err)
 {
     if (s->direct != NULL) return hfeed__chunkio_read_rows(s->direct, row, n, into, err);
-    add(&w->h5_reads, 1);
+    count(&w->local.h5_reads, 1);
     return hfeed__h5_dset_read_rows(s->dset, row, n, into, err);
 }
 
@@ -139,21 +184,28 @@ static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f
     const bool in_order = positions_in_order(p, n);
     const bool direct = in_order && s->conv.copy;
 
+    size_t bad_row = 0;
+    hfeed_status st = HFEED_OK;
     const uint64_t t0 = now_ns();
+    /* Mapped: convert straight from the page cache; the convert time is the read time too. */
+    const unsigned char *mapped = s->direct ? hfeed__chunkio_map_rows(s->direct, row, n) : NULL;
+    if (mapped != NULL) {
+        st = convert_run(w, f, s, p, n, in_order, mapped, dst, &bad_row);
+        count(&w->local.convert_ns, now_ns() - t0);
+        return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, err) : st;
+    }
     unsigned char *into = direct ? dst + p[0].pos * f->row_bytes : w->scratch;
     HFEED__CHECK(fetch_rows(w, s, row, n, into, err));
     const uint64_t t1 = now_ns();
-    add(&w->read_ns, t1 - t0);
-    size_t bad_row = 0;
-    hfeed_status st = HFEED_OK;
+    count(&w->local.read_ns, t1 - t0);
     if (direct) {
         struct hfeed__conv_counts counts = {0, 0};
         hfeed__conv_count(&s->conv, into, n * f->row_elems, &counts);
-        add(&w->nan, counts.nan);
+        count(&w->local.nan, counts.nan);
     } else {
         st = convert_run(w, f, s, p, n, in_order, w->scratch, dst, &bad_row);
     }
-    add(&w->convert_ns, now_ns() - t1);
+    count(&w->local.convert_ns, now_ns() - t1);
     return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, err) : st;
 }
 
@@ -172,7 +224,7 @@ static hfeed_status decode_chunk(void *ctx, unsigned char *dst, struct hfeed__er
     size_t len = 0;
     HFEED__CHECK(hfeed__chunkio_read_chunk(j->d, j->chunk, j->w->raw, &len, err));
     const uint64_t t1 = now_ns();
-    add(&j->w->read_ns, t1 - t0);
+    count(&j->w->local.read_ns, t1 - t0);
     hfeed_status st = HFEED_OK;
     if (len == 0) {
         hfeed__chunkio_fill(j->d, dst, j->d->chunk_bytes / j->d->elem_size);
@@ -185,7 +237,7 @@ static hfeed_status decode_chunk(void *ctx, unsigned char *dst, struct hfeed__er
                         j->d->path, j->d->dataset, (unsigned long long)j->chunk,
                         (unsigned long long)(j->chunk * j->d->chunk_rows), why.msg);
     }
-    add(&j->w->decode_ns, now_ns() - t1);
+    count(&j->w->local.decode_ns, now_ns() - t1);
     return st;
 }
 
@@ -226,7 +278,7 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         const hfeed_status st = convert_run(w, f, s, p, take, positions_in_order(p, take),
                                             data + first * d->row_bytes, dst, &bad_row);
         hfeed__chunkcache_release(w->reader->cache, token);
-        add(&w->convert_ns, now_ns() - t0);
+        count(&w->local.convert_ns, now_ns() - t0);
         if (st != HFEED_OK) return range_error(w, f, fi, row + i + bad_row, err);
         i += take;
     }
@@ -260,7 +312,7 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
             if (hfeed__ring_stopping(w->reader->ring)) return HFEED_OK;
         }
     }
-    for (size_t i = 0; i < w->ndeferred; i++) {
+    for (size_t i = 0; i < w->ndeferred && !hfeed__ring_stopping(w->reader->ring); i++) {
         const struct piece *q = &w->deferred[i];
         HFEED__CHECK(read_chunks_run(w, q->k, q->fi, q->row, q->pick, q->n, slot->data[q->k], true,
                                      &slot->err));
@@ -274,6 +326,7 @@ static void *work(void *arg)
     struct hfeed__slot *slot;
     while (hfeed__ring_claim(w->reader->ring, &slot)) {
         slot->status = fill(w, slot);
+        flush_counts(w);
         hfeed__ring_publish(w->reader->ring, slot);
     }
     return NULL;
@@ -292,7 +345,8 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
     size_t widest = 0;
     for (size_t k = 0; k < c->nfields; k++)
         if (c->fields[k].max_stored_row_bytes > widest) widest = c->fields[k].max_stored_row_bytes;
-    r->workers = hfeed__calloc(nworkers, sizeof *r->workers);
+    r->workers = hfeed__alloc_aligned(nworkers * sizeof *r->workers); /* 64: see struct worker */
+    if (r->workers != NULL) memset(r->workers, 0, nworkers * sizeof *r->workers);
     if (r->workers != NULL) r->nworkers = nworkers;
     bool ok = r->workers != NULL;
     for (unsigned i = 0; ok && i < nworkers; i++) {

@@ -424,3 +424,25 @@ Test(lifecycle, one_slot_with_many_workers)
     cr_assert_eq(n, 2000);
     cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
 }
+
+/* A batch kept borrowed holds one slot and no more: with prefetch 4, the consumer keeps batch 0
+ * and still takes and releases the following batches, in order, without BUSY. */
+Test(lifecycle, a_kept_batch_holds_one_slot_not_the_ring)
+{
+    hfeed_loader *l = open_ok(life_json(2, 4, 50, "global", 1));
+    hfeed_batch *kept = next_ok(l);
+    hfeed_batch_info bi;
+    for (uint64_t want = 1; want < 12; want++) {
+        hfeed_batch *b = next_ok(l);
+        cr_assert_eq(hfeed_batch_get_info(b, &bi), HFEED_OK);
+        cr_assert_eq(bi.index, want, "batch %llu came as %llu", (unsigned long long)want,
+                     (unsigned long long)bi.index);
+        check_batch_values(b);
+        hfeed_batch_release(b);
+    }
+    check_batch_values(kept);
+    cr_assert_eq(hfeed_batch_get_info(kept, &bi), HFEED_OK);
+    cr_assert_eq(bi.index, 0, "the kept batch was overwritten");
+    hfeed_batch_release(kept);
+    cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+}
