@@ -35,7 +35,7 @@ def run(h5feed, config):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--h5feed", default="build/h5feed")
+    ap.add_argument("--h5feed", default="build-bench/h5feed")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--dir", default="bench-data")
     a = ap.parse_args()
