@@ -41,8 +41,6 @@
 /* The largest integer accepted anywhere: 2^53 - 1, see "Numbers" above. */
 #define MAX_EXACT ((uint64_t)9007199254740991u)
 /* hfeed__config_load() refuses bigger files: a config is a few hundred bytes. */
-#define MAX_FILE_BYTES ((size_t)16 << 20)
-
 struct ctx {
     const char *base_dir; /* as the caller gave it: NULL, relative or absolute */
     char *abs_base;       /* base_dir made absolute; computed at the first relative path */
@@ -617,91 +615,4 @@ void hfeed__config_destroy(struct hfeed__config *c)
     hfeed__free(c->files);
     hfeed__free(c->fields);
     hfeed__free(c);
-}
-
-/* Records `config file "path": <strerror(e)>` as HFEED_E_FILE. */
-static hfeed_status file_error(const char *path, int e, struct hfeed__err *err)
-{
-    char why[128] = "unknown error";
-    (void)strerror_r(e, why, sizeof why);
-    return HFEED__FAIL(err, HFEED_E_FILE, "config file \"%s\": %s", path, why);
-}
-
-/* Doubles the buffer *buf of *cap bytes (4096 at first), keeping its first len bytes. */
-static bool grow(char **buf, size_t len, size_t *cap)
-{
-    const size_t want = *cap > 0 ? 2 * *cap : 4096;
-    char *bigger = hfeed__alloc(want);
-    if (bigger == NULL) return false;
-    if (len > 0) memcpy(bigger, *buf, len);
-    hfeed__free(*buf);
-    *buf = bigger;
-    *cap = want;
-    return true;
-}
-
-/* Reads the whole file at path into a new NUL-terminated buffer *out (freed by the caller, also
- * on failure). The buffer grows as needed: the file may be a pipe, whose size is unknown. */
-static hfeed_status read_text(const char *path, char **out, struct hfeed__err *err)
-{
-    size_t len = 0;
-    size_t cap = 0;
-    hfeed_status st = HFEED_OK;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return file_error(path, errno, err);
-    while (st == HFEED_OK) {
-        if (len + 1 >= cap && cap >= MAX_FILE_BYTES)
-            st = file_error(path, EFBIG, err);
-        else if (len + 1 >= cap && !grow(out, len, &cap))
-            st = nomem(err);
-        if (st != HFEED_OK) break;
-        const size_t got = fread(*out + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0 && ferror(f)) st = file_error(path, errno, err);
-        if (got == 0) break;
-    }
-    fclose(f);
-    if (st != HFEED_OK) return st;
-    (*out)[len] = '\0';
-    if (strlen(*out) != len)
-        return CFG_FAIL(err, "%s: contains a NUL byte at offset %zu", path, strlen(*out));
-    return HFEED_OK;
-}
-
-/* Stores in *out a new copy of path's folder, or NULL (the current directory) for a bare name. */
-static hfeed_status folder_of(const char *path, char **out, struct hfeed__err *err)
-{
-    const char *slash = strrchr(path, '/');
-    *out = NULL;
-    if (slash == NULL) return HFEED_OK;
-    *out = hfeed__strdup(path);
-    if (*out == NULL) return nomem(err);
-    /* "/cfg.json" -> "/", "a/b/cfg.json" -> "a/b" */
-    (*out)[slash == path ? 1 : (size_t)(slash - path)] = '\0';
-    return HFEED_OK;
-}
-
-hfeed_status hfeed__config_load(const char *path, struct hfeed__config **out,
-                                struct hfeed__err *err)
-{
-    char *text = NULL;
-    char *dir = NULL;
-    if (out == NULL || path == NULL)
-        return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "config: NULL path or out");
-    *out = NULL;
-    const bool fresh = err != NULL && err->code == HFEED_OK;
-    hfeed_status st = read_text(path, &text, err);
-    if (st == HFEED_OK) st = folder_of(path, &dir, err);
-    if (st == HFEED_OK) {
-        st = hfeed__config_parse(text, dir, NULL, out, err);
-        /* Messages about the content name the file first, as compilers do: "path: ...". */
-        if (st == HFEED_E_CONFIG && fresh) {
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "%.200s: %.800s", path, err->msg);
-            memcpy(err->msg, msg, sizeof msg);
-        }
-    }
-    hfeed__free(text);
-    hfeed__free(dir);
-    return st;
 }
