@@ -4,18 +4,21 @@
  * into the slot, publish the slot with its status. Within a batch the sample indices are sorted
  * (keeping each one's row in the batch) and cut into runs of consecutive rows of one file, so a
  * sequential batch costs one read per field and file, and a shuffled one a read per sample.
- * A run of rows already in the output type and in batch order is read straight into the slot
- * (no second copy); every other run goes through the worker's scratch buffer and is converted
- * into its rows in one pass.
  *
- * Two read paths: the direct one (chunkio: pread at offsets known since open; codec: deflate,
- * shuffle, fletcher32 decoded by the worker itself; both without any lock), and HDF5's H5Dread
- * (h5io, behind the HDF5 lock) for sources the direct path does not understand. Decoded chunks
- * live in a shared chunkcache, so with chunk shuffle or sequential order each chunk is decoded
- * once; rows are converted straight from the decoded chunk into the slot.
+ * Three ways a run reaches the slot, chosen per source at open (catalog):
+ *   - uncompressed, direct path: converted straight from the file's read-only mapping (chunkio)
+ *     into the slot rows, one pass, no syscall; without a mapping, pread into scratch first;
+ *   - compressed, direct path: each chunk the run touches is taken decoded from the shared
+ *     chunkcache (pread + codec by whichever worker needed it first, outside every lock) and
+ *     its rows are converted from there into the slot. A chunk another worker is decoding is
+ *     deferred to the end of the batch instead of waited for, so neighbouring batches that need
+ *     the same chunks (chunk shuffle) keep both workers busy;
+ *   - HDF5's H5Dread (h5io, behind the HDF5 lock) for what the direct path does not read: into
+ *     the slot when no conversion is needed and the rows are in order, else into scratch.
  *
- * Threads: the workers share only the ring (its mutex), the catalog (read-only) and h5io (its
- * lock). Counters are per worker and atomic; the consumer sums them. */
+ * Threads: the workers share the ring (its mutex), the catalog (read-only), the chunk cache (its
+ * mutex) and h5io (its lock). Counters are per worker: counted locally, published once per batch
+ * into atomics that the consumer sums. */
 #ifndef HFEED_READER_H
 #define HFEED_READER_H
 
