@@ -9,13 +9,22 @@
  *
  * The hashing runs on the consumer thread between hfeed_loader_next() and
  * hfeed_batch_release(), so it is part of the measured time (as a training step would be); its
- * own time is reported as digest_seconds. */
+ * own time is reported as digest_seconds.
+ *
+ * For people (issue #5): a progress line on a terminal, the stage times and the share of next()
+ * calls that found a batch ready, a warm or cold page cache (--cold), and a per-second series
+ * written as CSV (--csv) or drawn as SVG (--plot). The reports and files are bench_report.c's;
+ * this file parses the options, runs the loader and measures. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "bench_report.h"
 #include "cmd.h"
 
 #define CMD "bench"
@@ -23,26 +32,15 @@
 #define FNV_OFFSET_BASIS UINT64_C(0xcbf29ce484222325)
 #define FNV_PRIME UINT64_C(0x100000001b3)
 
-struct run {
-    uint64_t samples;
-    uint64_t batches;
-    uint64_t bytes_out;
-    uint64_t digest;
-    int digest_valid; /* 0 when a tensor was not in host memory, or with --no-digest */
-    int no_digest;    /* --no-digest: measure the loader alone, as a peer without hashing */
-    uint64_t digest_ns;
-    double seconds; /* open to HFEED_END */
-    double open_seconds;        /* hfeed_loader_open() */
-    double first_batch_seconds; /* open to the first batch in hand */
-    hfeed_loader_info info;
-    hfeed_stats stats;
-};
+/* A next() that returns within this counts as having found its batch ready. */
+#define READY_NS UINT64_C(50000)
 
 static void print_help(FILE *out)
 {
     fprintf(
         out,
-        "Usage: h5feed bench CONFIG [--json] [--no-digest]\n"
+        "Usage: h5feed bench CONFIG [--json] [--no-digest] [--csv FILE] [--plot FILE.svg]\n"
+        "                    [--cold DATAFILE...]\n"
         "\n"
         "Opens a loader from the JSON config CONFIG (see configs/README.md), takes every batch\n"
         "of every configured epoch, and reports samples, batches, wall seconds from open to\n"
@@ -50,12 +48,25 @@ static void print_help(FILE *out)
         "overflow counts, and a digest of the delivered data: the sum modulo 2^64 over all\n"
         "samples of the FNV-1a 64 hash of each sample's output bytes (fields in config\n"
         "order, C order, little-endian), as 16 hex digits.\n"
+        "It also reports where the time went: read, decode and convert seconds (summed over\n"
+        "the workers), the seconds the consumer waited in hfeed_loader_next(), and the ready\n"
+        "share: the fraction of next() calls that returned a batch within 50 us (1.0: the\n"
+        "workers always kept ahead). While it runs, a progress line (percent, samples/s,\n"
+        "GB/s, ETA) is redrawn on stderr when stderr is a terminal, and never otherwise.\n"
         "\n"
         "Options:\n"
-        "  --json        print exactly one JSON object on stdout instead of the text report\n"
-        "  --no-digest   skip the digest (\"digest\": null): time the loader alone, as a\n"
-        "                consumer that does not hash would see it\n"
-        "  --help        show this help\n"
+        "  --json          print exactly one JSON object on stdout instead of the text report\n"
+        "  --no-digest     skip the digest (\"digest\": null): time the loader alone, as a\n"
+        "                  consumer that does not hash would see it\n"
+        "  --csv FILE      write the throughput, one row a second: t_seconds, samples\n"
+        "                  (cumulative), samples_per_s and gb_per_s (over that second)\n"
+        "  --plot FILE     write an SVG: samples/s over time, and a bar per stage\n"
+        "  --cold          evict the DATAFILEs named after CONFIG from the page cache before\n"
+        "                  opening (fsync, then posix_fadvise DONTNEED), so the run reads\n"
+        "                  from storage. Name every HDF5 file of the config (a shell glob\n"
+        "                  will do): the tool reads no config itself. Reports say \"warm\":\n"
+        "                  false with --cold, true without\n"
+        "  --help          show this help\n"
         "\n"
         "Exit status: 0 success, 1 data or runtime failure, 2 usage or config error.\n");
 }
@@ -107,7 +118,7 @@ static uint64_t fnv1a_swapped(uint64_t h, const unsigned char *p, size_t n, size
  * FNV-1a is one long dependency chain per sample (a multiply per byte), so the hashes of
  * LANES samples are advanced together: the chains are independent and the CPU overlaps them. */
 #define LANES 4
-static void digest_batch(struct run *run, const hfeed_tensor *tensors, size_t fields,
+static void digest_batch(struct bench_run *run, const hfeed_tensor *tensors, size_t fields,
                          size_t samples, int swap)
 {
     uint64_t sum = 0;
@@ -152,8 +163,8 @@ static void digest_batch(struct run *run, const hfeed_tensor *tensors, size_t fi
 
 /* Reads the batch's tensors, checks they agree with the batch info, and digests them.
  * Returns: HFEED_OK, or an error with a message in msg. */
-static hfeed_status take_batch(struct run *run, hfeed_batch *b, hfeed_tensor *tensors, int swap,
-                               char *msg, size_t msg_len)
+static hfeed_status take_batch(struct bench_run *run, hfeed_batch *b, hfeed_tensor *tensors,
+                               int swap, char *msg, size_t msg_len)
 {
     hfeed_batch_info bi;
     hfeed_status st = hfeed_batch_get_info(b, &bi);
@@ -202,7 +213,7 @@ static hfeed_status take_batch(struct run *run, hfeed_batch *b, hfeed_tensor *te
 
 /* Checks what was delivered against what the loader promised at open and what it counted.
  * Returns: 0 when they agree; -1 with a message otherwise. */
-static int check_counts(const struct run *run, char *msg, size_t msg_len)
+static int check_counts(const struct bench_run *run, char *msg, size_t msg_len)
 {
     const hfeed_loader_info *in = &run->info;
     const uint64_t want_samples = in->samples_per_epoch * in->epochs;
@@ -226,12 +237,39 @@ static int check_counts(const struct run *run, char *msg, size_t msg_len)
     return 0;
 }
 
+/* --cold: writes back and drops the cached pages of each file, so the loader reads from storage.
+ * posix_fadvise(DONTNEED) drops clean pages only, hence the fsync first.
+ * Returns: 0, or -1 with a message naming the file. */
+static int evict_files(const char *const *files, int count, char *msg, size_t msg_len)
+{
+    for (int i = 0; i < count; i++) {
+        const int fd = open(files[i], O_RDONLY);
+        if (fd < 0) {
+            snprintf(msg, msg_len, "--cold: cannot open %s: %s", files[i], strerror(errno));
+            return -1;
+        }
+        int err = fsync(fd) == 0 ? 0 : errno;
+        if (err == 0) {
+            err = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        }
+        close(fd);
+        if (err != 0) {
+            snprintf(msg, msg_len, "--cold: cannot evict %s from the page cache: %s", files[i],
+                     strerror(err));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Opens the loader, takes every batch, closes it.
  * Returns: HFEED_OK, or an error with a message in msg. */
-static hfeed_status run_loader(const char *config, struct run *run, char *msg, size_t msg_len)
+static hfeed_status run_loader(const char *config, struct bench_run *run, char *msg, size_t msg_len)
 {
     hfeed_loader *l = NULL;
     hfeed_tensor *tensors = NULL;
+    struct bench_progress progress;
+    bench_progress_init(&progress);
     const int swap = host_is_big_endian();
     const uint64_t t0 = now_ns();
     hfeed_status st = hfeed_loader_open(config, log_line, NULL, &l, msg, msg_len);
@@ -250,9 +288,12 @@ static hfeed_status run_loader(const char *config, struct run *run, char *msg, s
         snprintf(msg, msg_len, "no memory for %zu tensor descriptors", run->info.fields);
         goto done;
     }
+    const uint64_t total = run->info.samples_per_epoch * run->info.epochs;
     for (;;) {
         hfeed_batch *b = NULL;
+        const uint64_t asked = now_ns();
         st = hfeed_loader_next(l, &b);
+        const uint64_t got = now_ns();
         if (st == HFEED_END) {
             break;
         }
@@ -261,21 +302,37 @@ static hfeed_status run_loader(const char *config, struct run *run, char *msg, s
             goto done;
         }
         if (run->batches == 0) {
-            run->first_batch_seconds = (double)(now_ns() - t0) * 1e-9;
+            run->first_batch_seconds = (double)(got - t0) * 1e-9;
+        }
+        if (got - asked < READY_NS) {
+            run->ready_batches++;
         }
         st = take_batch(run, b, tensors, swap, msg, msg_len);
         hfeed_batch_release(b);
         if (st != HFEED_OK) {
             goto done;
         }
+        const double t = (double)(now_ns() - t0) * 1e-9;
+        if (bench_series_tick(&run->series, t, run->samples, run->bytes_out) != 0) {
+            st = HFEED_E_NOMEM;
+            snprintf(msg, msg_len, "no memory for the throughput series");
+            goto done;
+        }
+        bench_progress_update(&progress, t, run->samples, total, run->bytes_out);
     }
     run->seconds = (double)(now_ns() - t0) * 1e-9;
+    if (bench_series_finish(&run->series, run->seconds, run->samples, run->bytes_out) != 0) {
+        st = HFEED_E_NOMEM;
+        snprintf(msg, msg_len, "no memory for the throughput series");
+        goto done;
+    }
     st = hfeed_loader_get_stats(l, &run->stats);
     if (st != HFEED_OK) {
         snprintf(msg, msg_len, "hfeed_loader_get_stats failed: %s", hfeed_loader_errmsg(l));
         goto done;
     }
 done:
+    bench_progress_clear(&progress);
     free(tensors);
     const hfeed_status close_st = hfeed_loader_close(l);
     if (st == HFEED_OK && close_st != HFEED_OK) {
@@ -285,174 +342,130 @@ done:
     return st;
 }
 
-static void device_name(const hfeed_loader_info *in, char *out, size_t out_len)
+/* Writes the --csv and --plot files. Returns: 0, or -1 with a message. */
+static int write_files(const char *config, const struct bench_run *run, const char *csv,
+                       const char *plot, char *msg, size_t msg_len)
 {
-    if (in->device == HFEED_DEVICE_CPU) {
-        snprintf(out, out_len, "cpu");
-    } else if (in->device == HFEED_DEVICE_CUDA) {
-        snprintf(out, out_len, "cuda:%d", in->device_index);
-    } else {
-        snprintf(out, out_len, "unknown(%d)", (int)in->device);
+    if (csv != NULL && bench_write_csv(csv, &run->series, msg, msg_len) != 0) {
+        return -1;
     }
-}
-
-static double per_second(double amount, double seconds)
-{
-    return seconds > 0.0 ? amount / seconds : 0.0;
-}
-
-static void print_json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            printf("\\%c", *p);
-        } else if (*p < 0x20) {
-            printf("\\u%04x", *p);
-        } else {
-            putchar(*p);
+    if (plot != NULL) {
+        const hfeed_stats *s = &run->stats;
+        const struct bench_stages stages = {
+            .read = (double)s->read_ns * 1e-9,
+            .decode = (double)s->decode_ns * 1e-9,
+            .convert = (double)s->convert_ns * 1e-9,
+            .wait = (double)s->wait_ns * 1e-9,
+            .seconds = run->seconds,
+            .workers = run->info.workers,
+            .warm = run->warm,
+        };
+        if (bench_write_svg(plot, config, &run->series, &stages, msg, msg_len) != 0) {
+            return -1;
         }
     }
-    putchar('"');
-}
-
-static void print_json(const char *config, const struct run *run)
-{
-    const hfeed_loader_info *in = &run->info;
-    const hfeed_stats *s = &run->stats;
-    char device[32];
-    device_name(in, device, sizeof device);
-    printf("{\"config\": ");
-    print_json_string(config);
-    printf(", \"version\": \"%s\"", hfeed_version_string());
-    printf(", \"samples\": %" PRIu64 ", \"batches\": %" PRIu64 ", \"epochs\": %" PRIu64,
-           run->samples, run->batches, in->epochs);
-    printf(", \"seconds\": %.6f, \"samples_per_s\": %.1f, \"bytes_out\": %" PRIu64
-           ", \"gb_per_s\": %.6f",
-           run->seconds, per_second((double)run->samples, run->seconds), run->bytes_out,
-           per_second((double)run->bytes_out, run->seconds) * 1e-9);
-    if (run->digest_valid) {
-        printf(", \"digest\": \"%016" PRIx64 "\"", run->digest);
-    } else {
-        printf(", \"digest\": null");
-    }
-    printf(", \"digest_seconds\": %.6f", (double)run->digest_ns * 1e-9);
-    printf(", \"open_seconds\": %.6f, \"first_batch_seconds\": %.6f", run->open_seconds,
-           run->first_batch_seconds);
-    printf(", \"total_samples\": %" PRIu64 ", \"samples_per_epoch\": %" PRIu64
-           ", \"padded_per_epoch\": %" PRIu64 ", \"dropped_per_epoch\": %" PRIu64
-           ", \"batches_per_epoch\": %" PRIu64 ", \"batch_size\": %zu, \"fields\": %zu",
-           in->total_samples, in->samples_per_epoch, in->padded_per_epoch, in->dropped_per_epoch,
-           in->batches_per_epoch, in->batch_size, in->fields);
-    printf(", \"rank\": %u, \"world_size\": %u, \"workers\": %u, \"slots\": %u"
-           ", \"slot_bytes\": %zu, \"memory_bytes\": %zu",
-           in->rank, in->world_size, in->workers, in->slots, in->slot_bytes, in->memory_bytes);
-    printf(", \"device\": ");
-    print_json_string(device);
-    printf(", \"hdf5_threadsafe\": %s", in->hdf5_threadsafe ? "true" : "false");
-    printf(", \"nan_values\": %" PRIu64 ", \"overflow_values\": %" PRIu64
-           ", \"fallback_reads\": %" PRIu64,
-           s->nan_values, s->overflow_values, s->fallback_reads);
-    printf(", \"chunk_decodes\": %" PRIu64 ", \"cache_hits\": %" PRIu64, s->chunk_decodes,
-           s->cache_hits);
-    printf(", \"read_seconds\": %.6f, \"decode_seconds\": %.6f, \"convert_seconds\": %.6f"
-           ", \"wait_seconds\": %.6f}\n",
-           (double)s->read_ns * 1e-9, (double)s->decode_ns * 1e-9, (double)s->convert_ns * 1e-9,
-           (double)s->wait_ns * 1e-9);
-}
-
-static void print_text(const char *config, const struct run *run)
-{
-    const hfeed_loader_info *in = &run->info;
-    const hfeed_stats *s = &run->stats;
-    char device[32];
-    device_name(in, device, sizeof device);
-    char digest[20];
-    if (run->digest_valid) {
-        snprintf(digest, sizeof digest, "%016" PRIx64, run->digest);
-    } else {
-        snprintf(digest, sizeof digest, run->no_digest ? "n/a (--no-digest)" : "n/a (device)");
-    }
-    const double sps = per_second((double)run->samples, run->seconds);
-    const double gbps = per_second((double)run->bytes_out, run->seconds) * 1e-9;
-
-    printf("h5feed bench %s (h5feed %s)\n", config, hfeed_version_string());
-    printf("  samples     %" PRIu64 " (%" PRIu64 " per epoch x %" PRIu64 " epochs; %" PRIu64
-           " padded, %" PRIu64 " dropped per epoch; %" PRIu64 " in the files)\n",
-           run->samples, in->samples_per_epoch, in->epochs, in->padded_per_epoch,
-           in->dropped_per_epoch, in->total_samples);
-    printf("  batches     %" PRIu64 " (batch size %zu, %zu fields, rank %u of %u)\n", run->batches,
-           in->batch_size, in->fields, in->rank, in->world_size);
-    printf("  seconds     %.3f (wall, open to end)\n", run->seconds);
-    printf("  throughput  %.0f samples/s, %.3f GB/s out (%" PRIu64 " bytes)\n", sps, gbps,
-           run->bytes_out);
-    printf("  memory      %u slots x %zu bytes = %zu bytes of slots; %zu bytes allocated at open\n",
-           in->slots, in->slot_bytes, (size_t)in->slots * in->slot_bytes, in->memory_bytes);
-    printf("  workers     %u; device %s; HDF5 thread-safe: %s\n", in->workers, device,
-           in->hdf5_threadsafe ? "yes" : "no");
-    printf("  values      %" PRIu64 " NaN, %" PRIu64 " overflowed to inf\n", s->nan_values,
-           s->overflow_values);
-    printf("  work        read %.3f s, decode %.3f s, convert %.3f s (summed over workers)\n",
-           (double)s->read_ns * 1e-9, (double)s->decode_ns * 1e-9, (double)s->convert_ns * 1e-9);
-    printf("  consumer    waited %.3f s in hfeed_loader_next, hashed %.3f s for the digest\n",
-           (double)s->wait_ns * 1e-9, (double)run->digest_ns * 1e-9);
-    printf("  reads       %" PRIu64 " chunks decoded, %" PRIu64 " chunk cache hits, %" PRIu64
-           " reads through H5Dread\n",
-           s->chunk_decodes, s->cache_hits, s->fallback_reads);
-    printf("  digest      %s\n", digest);
-    printf("%" PRIu64 " samples in %" PRIu64 " batches in %.3f s: %.0f samples/s, %.3f GB/s, "
-           "digest %s\n",
-           run->samples, run->batches, run->seconds, sps, gbps, digest);
+    return 0;
 }
 
 int hfeed_cmd_bench(int argc, char **argv)
 {
     const char *config = NULL;
+    const char *csv = NULL;
+    const char *plot = NULL;
     int json = 0;
     int no_digest = 0;
-    for (int i = 1; i < argc; i++) {
+    int cold = 0;
+    const char **cold_files = calloc((size_t)argc, sizeof *cold_files); /* the DATAFILEs */
+    int cold_count = 0;
+    int rc = HFEED_EXIT_USAGE;
+    if (cold_files == NULL) {
+        fprintf(stderr, "h5feed " CMD ": out of memory\n");
+        return HFEED_EXIT_FAILURE;
+    }
+    for (int i = 1; i < argc;) {
         const char *arg = argv[i];
+        const char *value = NULL;
+        /* hfeed_cmd_option() moves i past what it matched; every other branch moves it here. */
+        const int m_csv = hfeed_cmd_option(argc, argv, &i, "--csv", &value, CMD);
+        const int m_plot = m_csv != 0 ? 0 : hfeed_cmd_option(argc, argv, &i, "--plot", &value, CMD);
+        if (m_csv < 0 || m_plot < 0) {
+            goto out;
+        } else if (m_csv > 0) {
+            csv = value;
+            continue;
+        } else if (m_plot > 0) {
+            plot = value;
+            continue;
+        }
+        i++;
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             print_help(stdout);
-            return HFEED_EXIT_OK;
+            rc = HFEED_EXIT_OK;
+            goto out;
         } else if (strcmp(arg, "--json") == 0) {
             json = 1;
         } else if (strcmp(arg, "--no-digest") == 0) {
             no_digest = 1;
+        } else if (strcmp(arg, "--cold") == 0) {
+            cold = 1;
         } else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "h5feed " CMD ": unknown option '%s' (see h5feed bench --help)\n", arg);
-            return HFEED_EXIT_USAGE;
-        } else if (config != NULL) {
-            fprintf(stderr, "h5feed " CMD ": one CONFIG only, got '%s' and '%s'\n", config, arg);
-            return HFEED_EXIT_USAGE;
-        } else {
+            goto out;
+        } else if (config == NULL) {
             config = arg;
+        } else {
+            cold_files[cold_count++] = arg;
         }
     }
     if (config == NULL) {
         fprintf(stderr, "h5feed " CMD ": missing CONFIG (usage: h5feed bench CONFIG [--json])\n");
-        return HFEED_EXIT_USAGE;
+        goto out;
+    }
+    if (cold_count > 0 && !cold) {
+        fprintf(stderr,
+                "h5feed " CMD ": one CONFIG only, got '%s' and '%s' (data files to "
+                "evict go with --cold)\n",
+                config, cold_files[0]);
+        goto out;
+    }
+    if (cold && cold_count == 0) {
+        fprintf(stderr, "h5feed " CMD ": --cold needs the config's data files after CONFIG "
+                        "(h5feed bench CONFIG --cold data/*.h5)\n");
+        goto out;
     }
 
-    struct run run;
+    struct bench_run run;
     memset(&run, 0, sizeof run);
     run.no_digest = no_digest;
     run.digest_valid = !no_digest;
+    run.warm = !cold;
     char msg[HFEED_ERRBUF_SIZE];
     msg[0] = '\0';
+    if (cold && evict_files(cold_files, cold_count, msg, sizeof msg) != 0) {
+        fprintf(stderr, "h5feed " CMD ": %s: %s\n", hfeed_strerror(HFEED_E_FILE), msg);
+        rc = HFEED_EXIT_FAILURE;
+        goto out;
+    }
     const hfeed_status st = run_loader(config, &run, msg, sizeof msg);
     if (st != HFEED_OK) {
         fprintf(stderr, "h5feed " CMD ": %s: %s\n", hfeed_strerror((int)st), msg);
-        return hfeed_cmd_exit_code(st);
-    }
-    if (check_counts(&run, msg, sizeof msg) != 0) {
+        rc = hfeed_cmd_exit_code(st);
+    } else if (check_counts(&run, msg, sizeof msg) != 0) {
         fprintf(stderr, "h5feed " CMD ": inconsistent run: %s\n", msg);
-        return HFEED_EXIT_FAILURE;
-    }
-    if (json) {
-        print_json(config, &run);
+        rc = HFEED_EXIT_FAILURE;
+    } else if (write_files(config, &run, csv, plot, msg, sizeof msg) != 0) {
+        fprintf(stderr, "h5feed " CMD ": %s: %s\n", hfeed_strerror(HFEED_E_FILE), msg);
+        rc = HFEED_EXIT_FAILURE;
     } else {
-        print_text(config, &run);
+        if (json) {
+            bench_print_json(config, &run);
+        } else {
+            bench_print_text(config, &run);
+        }
+        rc = fflush(stdout) == 0 ? HFEED_EXIT_OK : HFEED_EXIT_FAILURE;
     }
-    return fflush(stdout) == 0 ? HFEED_EXIT_OK : HFEED_EXIT_FAILURE;
+    bench_series_free(&run.series);
+out:
+    free(cold_files);
+    return rc;
 }
