@@ -21,7 +21,8 @@
  * Returns: the process exit code (HFEED_EXIT_*). */
 typedef int (*hfeed_cmd_fn)(int argc, char **argv);
 
-/* `h5feed bench CONFIG [--json] [--no-digest] [--csv F] [--plot F.svg] [--cold FILE...]`: runs a loader over every configured epoch and reports. */
+/* `h5feed bench CONFIG [--json] [--no-digest] [--csv F] [--plot F.svg] [--cold FILE...]`:
+ * runs a loader over every configured epoch and reports. */
 int hfeed_cmd_bench(int argc, char **argv);
 
 /* `h5feed synth --out FILE [...]`: writes a synthetic dataset with hfeed_synth_write(). */
