@@ -243,6 +243,20 @@ HFEED_API hfeed_status hfeed_batch_get_tensor(const hfeed_batch *b, size_t field
  * Threads: any thread holding the batch. */
 HFEED_API hfeed_status hfeed_batch_get_indices(const hfeed_batch *b, const uint64_t **out);
 
+/* Exports field `field` of the batch as a DLPack tensor, without a copy: *out is a
+ * DLManagedTensor * (dlpack.h, DLPack 0.6 or later; declared void * here so that this header
+ * needs no other header), whose data points into the batch's slot: C order, no strides,
+ * device kDLCPU, dtype float/int/uint of the field's width. Hand it to a framework
+ * (torch.utils.dlpack.from_dlpack, numpy.from_dlpack via a capsule, ...) or call its deleter.
+ * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL, field out of range, or a device tensor: the
+ * CUDA stage will export those); HFEED_E_NOMEM.
+ * Ownership: the caller (or the framework it hands *out to) calls (*out)->deleter exactly once.
+ * The batch's slot stays out of the ring until hfeed_batch_release() was called AND every
+ * exported tensor's deleter has run, also after hfeed_loader_close(); so a tensor may outlive
+ * the batch handle and the loader. Each live export holds one prefetch slot.
+ * Threads: any thread holding the batch; deleters may run on any thread. */
+HFEED_API hfeed_status hfeed_batch_export_dlpack(hfeed_batch *b, size_t field, void **out);
+
 /* Parameters of a synthetic dataset for hfeed_synth_write(). Plain data; layout frozen for
  * major version 0. Values are a pure function of (seed, row, column): features are uniform in
  * [-1, 1) (see docs: hfeed_synth_value), labels are row % label_classes. */

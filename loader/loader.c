@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "batch.h"
 #include "catalog.h"
 #include "config.h"
 #include "error.h"
@@ -28,6 +29,7 @@
 struct hfeed_batch {
     struct hfeed_loader *loader;
     struct hfeed__slot *slot;
+    atomic_uint holds; /* the borrower + exported tensors still alive (batch.h) */
 };
 
 struct hfeed_loader {
@@ -147,6 +149,7 @@ static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
     for (unsigned i = 0; i < cfg->prefetch; i++) {
         l->batches[i].loader = l;
         l->batches[i].slot = hfeed__ring_slot(l->ring, i);
+        atomic_init(&l->batches[i].holds, 0u);
     }
     return HFEED_OK;
 }
@@ -315,6 +318,7 @@ hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out)
         l->bytes_out += slot->samples * l->cat->fields[k].row_bytes;
     atomic_fetch_add_explicit(&l->refs, 1u, memory_order_relaxed);
     *out = &l->batches[slot - hfeed__ring_slot(l->ring, 0)];
+    atomic_store_explicit(&(*out)->holds, 1u, memory_order_relaxed);
     hfeed__err_clear(&l->err);
     return HFEED_OK;
 }
@@ -377,12 +381,23 @@ const char *hfeed_loader_errmsg(const hfeed_loader *l)
     return l != NULL ? l->err.msg : "";
 }
 
-void hfeed_batch_release(hfeed_batch *b)
+void hfeed__batch_hold(hfeed_batch *b)
 {
-    if (b == NULL) return;
+    atomic_fetch_add_explicit(&b->holds, 1u, memory_order_relaxed);
+}
+
+void hfeed__batch_drop(hfeed_batch *b)
+{
+    if (atomic_fetch_sub_explicit(&b->holds, 1u, memory_order_acq_rel) != 1u) return;
     struct hfeed_loader *l = b->loader;
     hfeed__ring_give_back(l->ring, b->slot);
     unref(l);
+}
+
+void hfeed_batch_release(hfeed_batch *b)
+{
+    if (b == NULL) return;
+    hfeed__batch_drop(b);
 }
 
 hfeed_status hfeed_batch_get_info(const hfeed_batch *b, hfeed_batch_info *out)
