@@ -309,11 +309,19 @@ static hfeed_status read_header(struct walk *w, struct ohdr *h)
     const uint64_t at = w->q->base_addr + w->q->header_addr;
     HFEED__CHECK(prefix(w, h, at, &len, &data_off));
     HFEED__CHECK(block(w, h, at, len, data_off));
+    /* A valid header's blocks do not overlap, so together they fit in the file: bounding the
+     * bytes read (not only the number of blocks) stops a continuation that points back at its
+     * own block from making us read the same megabytes thousands of times. */
+    uint64_t total = len;
     for (unsigned n = 0; h->npending > 0 && !(h->layout_len > 0 && w->have_max); n++) {
         if (n == MAX_OH_BLOCKS) return BAD(w, "object header continuations loop", at);
         h->npending--;
         const uint64_t cat = h->pending_addr[h->npending];
-        HFEED__CHECK(block(w, h, cat, h->pending_len[h->npending], h->version == 2 ? 4 : 0));
+        const uint64_t clen = h->pending_len[h->npending];
+        if (clen > w->q->file_size - total)
+            return BAD(w, "object header continuations read more than the file holds", cat);
+        total += clen;
+        HFEED__CHECK(block(w, h, cat, clen, h->version == 2 ? 4 : 0));
     }
     if (h->layout_len == 0) return BAD(w, "no data layout message in the object header", at);
     return HFEED_OK;

@@ -880,3 +880,56 @@ Test(chunkindex, out_of_memory)
         cr_expect_gt(k, 1);
     }
 }
+
+/* Appends an object header message (v1 layout: type, size, flags, 3 reserved) to buf at *at. */
+static void put_msg(unsigned char *buf, size_t *at, uint16_t type, const void *body, uint16_t len)
+{
+    memcpy(buf + *at, &type, 2);
+    memcpy(buf + *at + 2, &len, 2);
+    memset(buf + *at + 4, 0, 4);
+    if (len > 0) memcpy(buf + *at + 8, body, len);
+    *at += 8 + (size_t)len;
+}
+
+/* A version 1 header whose only continuation block names itself as its own continuation:
+ * found by fuzzing; the walk used to re-read the block 4096 times (GiBs for a large block). It
+ * must stop at once, as the blocks it would read add up to more than the file. */
+Test(chunkindex, continuation_pointing_at_itself_stops_at_once)
+{
+    enum { C = 4096, L = 1 << 20 };
+    unsigned char *img = calloc(1, C + L);
+    cr_assert_not_null(img);
+    const uint64_t cont[2] = {C, L};
+    size_t at = 16;
+    put_msg(img, &at, 0x10, cont, sizeof cont);
+    const uint8_t version = 1;
+    const uint16_t nmsgs = 1;
+    const uint32_t refs = 1, size = (uint32_t)(at - 16);
+    memcpy(img, &version, 1);
+    memcpy(img + 2, &nmsgs, 2);
+    memcpy(img + 4, &refs, 4);
+    memcpy(img + 8, &size, 4);
+    at = C;
+    put_msg(img, &at, 0x10, cont, sizeof cont); /* the block continues at itself */
+    while (at + 8 < C + L) {
+        const size_t left = C + L - at - 8;
+        const uint16_t pad = (uint16_t)(left < 65528 ? left : 65528);
+        static const unsigned char zeros[65528];
+        put_msg(img, &at, 0, zeros, pad);
+    }
+    char path[] = "/tmp/h5feed-loop-XXXXXX";
+    const int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, img, C + L), (ssize_t)(C + L));
+    free(img);
+    struct hfeed__index_query q = {.header_addr = 0, .base_addr = 0, .sizeof_addr = 8,
+                                   .sizeof_size = 8, .rank = 1, .dims = {8}, .chunk = {1},
+                                   .filtered = false, .file_size = C + L};
+    struct hfeed__chunk_ref table[8];
+    struct hfeed__err err = {0};
+    const char *why = NULL;
+    cr_assert_eq(hfeed__chunkindex_read(fd, &q, table, 8, &why, &err), HFEED_E_READ, "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "more than the file holds"), "%s", err.msg);
+    close(fd);
+    unlink(path);
+}
