@@ -22,18 +22,8 @@ import xml.etree.ElementTree as ET
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-class Checker:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, ok, what):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            print(f"FAIL: {what}", flush=True)
-        return ok
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from toolcheck import Checker  # noqa: E402  (the shared check counter)
 
 
 def main():
