@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define HFEED_VERSION_MAJOR 0
-#define HFEED_VERSION_MINOR 1
+#define HFEED_VERSION_MINOR 2
 #define HFEED_VERSION_PATCH 0
 #define HFEED_VERSION_NUMBER \
     (HFEED_VERSION_MAJOR * 10000 + HFEED_VERSION_MINOR * 100 + HFEED_VERSION_PATCH)
@@ -83,6 +83,9 @@ typedef enum {
 typedef enum {
     HFEED_DEVICE_CPU = 1,
     HFEED_DEVICE_CUDA = 2,
+    HFEED_DEVICE_FAKE = 3, /* "device": "fake": host memory behind a simulated asynchronous
+                            * upload (a thread completes copies after random delays), for
+                            * testing the upload stage without a GPU; readable from the host */
 } hfeed_device_kind;
 
 /* Bits of hfeed_features(). */
@@ -142,7 +145,8 @@ typedef struct {
                                    * other HDF5 users in the process (h5py) are not covered. */
 } hfeed_loader_info;
 
-/* Counters of a run so far. Plain data; layout frozen for major version 0. */
+/* Counters of a run so far. Plain data; fields are only ever appended (the header's minor
+ * version says when), never reordered or removed. */
 typedef struct {
     uint64_t batches;             /* batches handed to the consumer */
     uint64_t samples;             /* samples handed to the consumer */
@@ -156,6 +160,10 @@ typedef struct {
     uint64_t fallback_reads;      /* reads that went through H5Dread */
     uint64_t chunk_decodes;       /* compressed chunks decoded by the direct path */
     uint64_t cache_hits;          /* uses of a decoded chunk served by the chunk cache */
+    /* Appended in 0.2 (the upload stage); 0 on the CPU. */
+    uint64_t upload_bytes;        /* bytes copied host -> device */
+    uint64_t upload_ns;           /* device time spent on those copies (its events), so
+                                   * upload_bytes / upload_ns is the H2D rate achieved */
 } hfeed_stats;
 
 /* Opens a loader from a JSON config file. Relative paths in it are relative to its folder.
@@ -186,6 +194,10 @@ HFEED_API hfeed_status hfeed_loader_open_json(const char *json, const char *base
 HFEED_API hfeed_status hfeed_loader_close(hfeed_loader *l);
 
 /* Blocks until the next batch in sampler order is ready, whichever worker finished first.
+ * On a CUDA device ("device": "cuda[:N]", or "auto" with a usable GPU) the batch's tensors are
+ * in device memory and their upload has finished when this returns: they may be read on any
+ * stream at once, with no event or stream to wait on. The pinned host slot the batch came
+ * through was already given back to the workers.
  * Returns: HFEED_OK; HFEED_END after the last batch of the last epoch; HFEED_E_BUSY when every
  * slot is borrowed (it would otherwise wait forever); or the first error a worker met (sticky:
  * every later call returns it too, until a successful hfeed_loader_seek()).
@@ -246,10 +258,11 @@ HFEED_API hfeed_status hfeed_batch_get_indices(const hfeed_batch *b, const uint6
 /* Exports field `field` of the batch as a DLPack tensor, without a copy: *out is a
  * DLManagedTensor * (dlpack.h, DLPack 0.6 or later; declared void * here so that this header
  * needs no other header), whose data points into the batch's slot: C order, no strides,
- * device kDLCPU, dtype float/int/uint of the field's width. Hand it to a framework
+ * device kDLCPU (kDLCUDA with the device's index for CUDA batches; the upload has finished, so
+ * the consumer's stream may use it at once), dtype float/int/uint of the field's width. Hand it
+ * to a framework
  * (torch.utils.dlpack.from_dlpack, numpy.from_dlpack via a capsule, ...) or call its deleter.
- * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL, field out of range, or a device tensor: the
- * CUDA stage will export those); HFEED_E_NOMEM.
+ * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL, field out of range); HFEED_E_NOMEM.
  * Ownership: the caller (or the framework it hands *out to) calls (*out)->deleter exactly once.
  * The batch's slot stays out of the ring until hfeed_batch_release() was called AND every
  * exported tensor's deleter has run, also after hfeed_loader_close(); so a tensor may outlive

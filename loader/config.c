@@ -70,12 +70,14 @@ static const struct choice read_path_choices[] = {{"auto", 1}, {"hdf5", 0}, {NUL
 static const struct choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
                                                {"cpu", HFEED__DEVICE_CPU},
                                                {"cuda", HFEED__DEVICE_CUDA},
+                                               {"fake", HFEED__DEVICE_FAKE},
                                                {NULL, 0}};
 
 static const char *const top_keys[] = {"files",           "fields",   "batch_size",     "drop_last",
                                        "shuffle",         "seed",     "shuffle_window", "epochs",
                                        "workers",         "prefetch", "device",         "shard",
-                                       "shard_remainder", "read_path", "cache_mb", NULL};
+                                       "shard_remainder", "read_path", "cache_mb",
+                                       "pinned",          NULL};
 static const char *const field_keys[] = {"name", "dataset", "dtype", NULL};
 static const char *const shard_keys[] = {"rank", "world_size", NULL};
 
@@ -413,6 +415,7 @@ static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
     int direct = c->direct;
     HFEED__CHECK(get_uint(root, NULL, "batch_size", 1, 1u << 24, &c->batch_size, err));
     HFEED__CHECK(get_bool(root, "drop_last", &c->drop_last, err));
+    HFEED__CHECK(get_bool(root, "pinned", &c->pinned, err));
     HFEED__CHECK(get_enum(root, NULL, "shuffle", shuffle_choices, &shuffle, err));
     HFEED__CHECK(get_uint(root, NULL, "seed", 0, MAX_EXACT, &c->seed, err));
     HFEED__CHECK(get_uint(root, NULL, "shuffle_window", 1, UINT_MAX, &window, err));
@@ -439,7 +442,8 @@ static hfeed_status parse_device(const cJSON *root, struct hfeed__config *c, str
     if (v == NULL) return HFEED_OK;
     if (cJSON_IsString(v) && find_choice(device_choices, v->valuestring, &device)) {
         c->device = (enum hfeed__device_req)device;
-        c->device_index = device == HFEED__DEVICE_CUDA ? 0 : -1;
+        const bool indexed = device == HFEED__DEVICE_CUDA || device == HFEED__DEVICE_FAKE;
+        c->device_index = indexed ? 0 : -1;
         return HFEED_OK;
     }
     if (cJSON_IsString(v) && strncmp(v->valuestring, "cuda:", 5) == 0 &&
@@ -449,8 +453,8 @@ static hfeed_status parse_device(const cJSON *root, struct hfeed__config *c, str
         return HFEED_OK;
     }
     return CFG_FAIL(err,
-                    "device: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (N a decimal "
-                    "integer >= 0), got %s",
+                    "device: expected \"auto\", \"cpu\", \"cuda\", \"cuda:N\" (N a decimal "
+                    "integer >= 0) or \"fake\", got %s",
                     GOT(v));
 }
 
@@ -590,7 +594,8 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
                                     .world_size = 1,
                                     .shard_pad = true,
                                     .direct = true,
-                                    .cache_mb = 256};
+                                    .cache_mb = 256,
+                                    .pinned = true};
         st = parse_root(root, &cx, c);
     }
     cJSON_Delete(root);

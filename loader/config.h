@@ -24,6 +24,7 @@ enum hfeed__device_req {
     HFEED__DEVICE_AUTO = 0,
     HFEED__DEVICE_CPU = 1,
     HFEED__DEVICE_CUDA = 2,
+    HFEED__DEVICE_FAKE = 3, /* device_fake.c: tests of the upload stage without a GPU */
 };
 
 struct hfeed__field_config {
@@ -47,7 +48,8 @@ struct hfeed__config {
     unsigned workers;              /* >= 1; default 2 */
     unsigned prefetch;             /* batch slots, >= 1; default 4 */
     enum hfeed__device_req device; /* default auto */
-    int device_index;              /* "cuda:N" -> N; "cuda" -> 0; -1 for cpu/auto */
+    int device_index;              /* "cuda:N" -> N; "cuda", "fake" -> 0; -1 for cpu/auto */
+    bool pinned;                   /* page-locked staging slots for uploads; default true */
     unsigned rank;                 /* default 0 */
     unsigned world_size;           /* >= 1, rank < world_size; default 1 */
     bool shard_from_env; /* "shard": "env" (rank/world_size were read from the environment) */

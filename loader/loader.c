@@ -3,6 +3,10 @@
  *   config -> catalog (files, datasets, checks) -> sampler (order) -> ring (slots) <- reader
  *   (worker threads) ; the consumer takes slots from the ring through hfeed_loader_next().
  *
+ * With a device (CUDA, or the fake one), the ring's slots are pinned staging memory and an upload
+ * stage (upload.h) moves each batch into a second ring of device slots; the consumer then takes
+ * from that one. `out` is whichever ring the consumer takes from.
+ *
  * Lifetime: the loader is reference-counted: one reference for the open handle, one per
  * borrowed batch. hfeed_loader_close() stops the workers and closes the files at once, then drops
  * the handle's reference; the memory goes when the last borrowed batch is released.
@@ -19,12 +23,14 @@
 #include "batch.h"
 #include "catalog.h"
 #include "config.h"
+#include "device.h"
 #include "error.h"
 #include "h5feed.h"
 #include "h5io.h"
 #include "prefetch.h"
 #include "reader.h"
 #include "sampler.h"
+#include "upload.h"
 
 struct hfeed_batch {
     struct hfeed_loader *loader;
@@ -36,9 +42,15 @@ struct hfeed_loader {
     struct hfeed__config *cfg;
     struct hfeed__catalog *cat;
     struct hfeed__sampler *sampler;
-    struct hfeed__ring *ring;
+    struct hfeed__ring *ring; /* host slots, filled by the reader */
     struct hfeed__reader *reader;
-    struct hfeed_batch *batches; /* one public handle per slot */
+    const struct hfeed__device_ops *dev_ops; /* host, cuda or fake (device.h) */
+    struct hfeed__device *dev;
+    struct hfeed__ring *dev_ring;   /* device slots; NULL on the CPU */
+    struct hfeed__upload *upload;   /* NULL on the CPU */
+    struct hfeed__ring *out;        /* the ring the consumer takes from: dev_ring or ring */
+    struct hfeed__slot_memory host_mem, dev_mem;
+    struct hfeed_batch *batches; /* one public handle per slot of out */
     hfeed_loader_info info;
     atomic_uint refs; /* 1 for the open handle + 1 per borrowed batch */
     bool closed;
@@ -69,7 +81,10 @@ static void plan_batch(void *ctx, uint64_t seq, struct hfeed__slot *slot)
 static void destroy(struct hfeed_loader *l)
 {
     hfeed__reader_destroy(l->reader);
+    hfeed__upload_destroy(l->upload);
+    hfeed__ring_destroy(l->dev_ring);
     hfeed__ring_destroy(l->ring);
+    if (l->dev != NULL) l->dev_ops->close(l->dev);
     hfeed__sampler_destroy(l->sampler);
     hfeed__catalog_close(l->cat);
     hfeed__config_destroy(l->cfg);
@@ -77,14 +92,61 @@ static void destroy(struct hfeed_loader *l)
     hfeed__free(l);
 }
 
-static hfeed_status check_device(const struct hfeed__config *cfg, struct hfeed__err *err)
+/* Opens the configured device: "cpu" the host; "cuda[:N]" that GPU or an error with CUDA's text;
+ * "auto" the first GPU when one is usable, else the host (logged once, with CUDA's reason);
+ * "fake" the test device. */
+static hfeed_status open_device(struct hfeed_loader *l, const struct hfeed__logger *log,
+                                struct hfeed__err *err)
 {
-    if (cfg->device == HFEED__DEVICE_CUDA)
-        return HFEED__FAIL(err, HFEED_E_DEVICE,
-                           "device: \"cuda:%d\" requested, but this build of h5feed has no CUDA "
-                           "upload stage yet; use \"cpu\" or \"auto\"",
-                           cfg->device_index);
+    const struct hfeed__config *cfg = l->cfg;
+    const unsigned events = cfg->prefetch;
+    switch (cfg->device) {
+    case HFEED__DEVICE_CPU: l->dev_ops = &hfeed__device_host; break;
+    case HFEED__DEVICE_FAKE: l->dev_ops = &hfeed__device_fake; break;
+    case HFEED__DEVICE_CUDA: l->dev_ops = &hfeed__device_cuda; break;
+    case HFEED__DEVICE_AUTO: {
+        struct hfeed__err why = {0};
+        if (hfeed__device_cuda.open(0, events, cfg->seed, &l->dev, &why) == HFEED_OK) {
+            l->dev_ops = &hfeed__device_cuda;
+            l->info.device_index = 0;
+            hfeed__log(log, HFEED_LOG_INFO, "device \"auto\": using cuda:0");
+            return HFEED_OK;
+        }
+        l->dev_ops = &hfeed__device_host;
+        hfeed__log(log, HFEED_LOG_INFO, "device \"auto\": no usable CUDA device, using the CPU (%s)",
+                   why.msg);
+        break;
+    }
+    }
+    l->info.device_index = cfg->device_index;
+    struct hfeed__err why = {0};
+    if (l->dev_ops->open(cfg->device_index, events, cfg->seed, &l->dev, &why) != HFEED_OK)
+        return hfeed__err_set(err, why.code, "device: %s", why.msg);
     return HFEED_OK;
+}
+
+static void *host_mem_alloc(void *ctx, size_t size)
+{
+    struct hfeed_loader *l = ctx;
+    return l->dev_ops->host_alloc(l->dev, size, l->cfg->pinned);
+}
+
+static void host_mem_free(void *ctx, void *p)
+{
+    struct hfeed_loader *l = ctx;
+    l->dev_ops->host_free(l->dev, p, l->cfg->pinned);
+}
+
+static void *dev_mem_alloc(void *ctx, size_t size)
+{
+    struct hfeed_loader *l = ctx;
+    return l->dev_ops->dev_alloc(l->dev, size);
+}
+
+static void dev_mem_free(void *ctx, void *p)
+{
+    struct hfeed_loader *l = ctx;
+    l->dev_ops->dev_free(l->dev, p);
 }
 
 static hfeed_status make_sampler(struct hfeed_loader *l, struct hfeed__err *err)
@@ -139,16 +201,26 @@ static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
     if (rows == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
     for (size_t k = 0; k < cfg->nfields; k++)
         rows[k] = l->cat->fields[k].row_bytes;
-    const hfeed_status st =
-        hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size,
-                           per_epoch * cfg->epochs, plan_batch, l, &l->ring, err);
+    const uint64_t end_seq = per_epoch * cfg->epochs;
+    l->host_mem = (struct hfeed__slot_memory){host_mem_alloc, host_mem_free, l};
+    l->dev_mem = (struct hfeed__slot_memory){dev_mem_alloc, dev_mem_free, l};
+    const bool upload = l->dev_ops != &hfeed__device_host;
+    hfeed_status st = hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size, end_seq,
+                                         &l->host_mem, plan_batch, l, &l->ring, err);
+    if (st == HFEED_OK && upload)
+        st = hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size, end_seq,
+                                &l->dev_mem, NULL, NULL, &l->dev_ring, err);
+    if (st == HFEED_OK && upload)
+        st = hfeed__upload_create(l->dev_ops, l->dev, l->ring, l->dev_ring, cfg->prefetch,
+                                  cfg->nfields, rows, &l->upload, err);
     if (rows != row_bytes) hfeed__free(rows);
     HFEED__CHECK(st);
+    l->out = upload ? l->dev_ring : l->ring;
     l->batches = hfeed__calloc(cfg->prefetch, sizeof *l->batches);
     if (l->batches == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
     for (unsigned i = 0; i < cfg->prefetch; i++) {
         l->batches[i].loader = l;
-        l->batches[i].slot = hfeed__ring_slot(l->ring, i);
+        l->batches[i].slot = hfeed__ring_slot(l->out, i);
         atomic_init(&l->batches[i].holds, 0u);
     }
     return HFEED_OK;
@@ -175,8 +247,7 @@ static void fill_info(struct hfeed_loader *l)
         in->slot_bytes += l->cat->fields[k].row_bytes * (size_t)cfg->batch_size;
     in->memory_bytes = hfeed__ring_memory(l->ring) + hfeed__reader_memory(l->reader) +
                        hfeed__sampler_memory(l->sampler);
-    in->device = HFEED_DEVICE_CPU;
-    in->device_index = -1;
+    in->device = l->dev_ops->kind;
     in->hdf5_threadsafe = hfeed__h5_threadsafe();
 }
 
@@ -195,6 +266,23 @@ static void apply_env(struct hfeed__config *cfg, const struct hfeed__logger *log
     }
 }
 
+/* Starts the upload stage (if any), then the workers. On failure nothing runs. */
+static hfeed_status start_stages(struct hfeed_loader *l, struct hfeed__err *err)
+{
+    if (l->upload != NULL) HFEED__CHECK(hfeed__upload_start(l->upload, err));
+    const hfeed_status st = hfeed__reader_start(l->reader, err);
+    if (st != HFEED_OK) hfeed__upload_stop(l->upload);
+    return st;
+}
+
+/* Stops and joins every thread of the loader: the workers first (the producers), then the
+ * upload stage, which gives back the host slots of the uploads still in flight. */
+static void stop_stages(struct hfeed_loader *l)
+{
+    hfeed__reader_stop(l->reader);
+    hfeed__upload_stop(l->upload);
+}
+
 /* Builds a loader from a parsed config (which it takes over, also on failure). */
 static hfeed_status open_config(struct hfeed__config *cfg, const struct hfeed__logger *log,
                                 hfeed_loader **out, struct hfeed__err *err)
@@ -207,7 +295,7 @@ static hfeed_status open_config(struct hfeed__config *cfg, const struct hfeed__l
     l->cfg = cfg;
     atomic_init(&l->refs, 1u);
     apply_env(cfg, log);
-    hfeed_status st = check_device(cfg, err);
+    hfeed_status st = open_device(l, log, err);
     if (st == HFEED_OK) st = hfeed__catalog_open(cfg, log, &l->cat, err);
     if (st == HFEED_OK) st = make_sampler(l, err);
     if (st == HFEED_OK) {
@@ -219,7 +307,7 @@ static hfeed_status open_config(struct hfeed__config *cfg, const struct hfeed__l
                                   (size_t)(cfg->cache_mb << 20), &l->reader, err);
     if (st == HFEED_OK) {
         fill_info(l);
-        st = hfeed__reader_start(l->reader, err);
+        st = start_stages(l, err);
     }
     if (st != HFEED_OK) {
         destroy(l);
@@ -279,7 +367,7 @@ hfeed_status hfeed_loader_close(hfeed_loader *l)
 {
     if (l == NULL) return HFEED_OK;
     l->closed = true;
-    hfeed__reader_stop(l->reader);
+    stop_stages(l);
     hfeed__catalog_close_files(l->cat);
     unref(l);
     return HFEED_OK;
@@ -299,7 +387,7 @@ hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out)
     if (l->sticky != HFEED_OK) return fail(l, l->sticky, l->sticky_err.msg);
     struct hfeed__slot *slot = NULL;
     const uint64_t t0 = now_ns();
-    const hfeed_status st = hfeed__ring_take(l->ring, &slot);
+    const hfeed_status st = hfeed__ring_take(l->out, &slot);
     l->wait_ns += now_ns() - t0;
     if (st == HFEED_END) return fail(l, HFEED_END, "");
     if (st == HFEED_E_BUSY)
@@ -309,7 +397,7 @@ hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out)
     if (slot->status != HFEED_OK) {
         l->sticky = slot->status;
         l->sticky_err = slot->err;
-        hfeed__ring_give_back(l->ring, slot);
+        hfeed__ring_give_back(l->out, slot);
         return fail(l, l->sticky, l->sticky_err.msg);
     }
     l->batches_out++;
@@ -317,7 +405,7 @@ hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out)
     for (size_t k = 0; k < l->cat->nfields; k++)
         l->bytes_out += slot->samples * l->cat->fields[k].row_bytes;
     atomic_fetch_add_explicit(&l->refs, 1u, memory_order_relaxed);
-    *out = &l->batches[slot - hfeed__ring_slot(l->ring, 0)];
+    *out = &l->batches[slot - hfeed__ring_slot(l->out, 0)];
     atomic_store_explicit(&(*out)->holds, 1u, memory_order_relaxed);
     hfeed__err_clear(&l->err);
     return HFEED_OK;
@@ -336,11 +424,14 @@ hfeed_status hfeed_loader_seek(hfeed_loader *l, uint64_t epoch, uint64_t batch)
                               (unsigned long long)l->info.epochs, (unsigned long long)per_epoch);
     if (atomic_load(&l->refs) > 1u)
         return hfeed__err_set(&l->err, HFEED_E_BUSY, "hfeed_loader_seek: batches are borrowed");
-    hfeed__reader_stop(l->reader);
-    /* Cannot be busy: nothing is borrowed (checked above) and the workers are joined. */
-    hfeed__ring_restart(l->ring, epoch * per_epoch + batch);
+    stop_stages(l);
+    /* Cannot be busy: nothing is borrowed (checked above), every thread is joined and the
+     * upload stage gave its host slots back. */
+    const uint64_t seq = epoch * per_epoch + batch;
+    hfeed__ring_restart(l->ring, seq);
+    if (l->dev_ring != NULL) hfeed__ring_restart(l->dev_ring, seq);
     l->sticky = HFEED_OK;
-    const hfeed_status st = hfeed__reader_start(l->reader, &l->err);
+    const hfeed_status st = start_stages(l, &l->err);
     if (st != HFEED_OK) { /* no worker runs: every later next() must say why, not "end" */
         l->sticky = st;
         l->sticky_err = l->err;
@@ -373,6 +464,7 @@ hfeed_status hfeed_loader_get_stats(hfeed_loader *l, hfeed_stats *out)
     out->decode_ns = rs.decode_ns;
     out->chunk_decodes = rs.chunk_decodes;
     out->cache_hits = rs.cache_hits;
+    if (l->upload != NULL) hfeed__upload_get_stats(l->upload, &out->upload_bytes, &out->upload_ns);
     return HFEED_OK;
 }
 
@@ -390,7 +482,7 @@ void hfeed__batch_drop(hfeed_batch *b)
 {
     if (atomic_fetch_sub_explicit(&b->holds, 1u, memory_order_acq_rel) != 1u) return;
     struct hfeed_loader *l = b->loader;
-    hfeed__ring_give_back(l->ring, b->slot);
+    hfeed__ring_give_back(l->out, b->slot);
     unref(l);
 }
 
@@ -423,8 +515,8 @@ hfeed_status hfeed_batch_get_tensor(const hfeed_batch *b, size_t field, hfeed_te
     for (int d = 0; d < f->sample_ndim; d++)
         out->shape[d + 1] = (int64_t)f->sample_shape[d];
     out->nbytes = b->slot->samples * f->row_bytes;
-    out->device = HFEED_DEVICE_CPU;
-    out->device_index = -1;
+    out->device = b->loader->info.device;
+    out->device_index = b->loader->info.device_index;
     return HFEED_OK;
 }
 

@@ -21,11 +21,25 @@ struct hfeed__ring {
     bool failed;          /* a worker published an error: hand out no more batches */
     hfeed__plan_fn plan;
     void *plan_ctx;
+    struct hfeed__slot_memory mem;
     size_t memory;
 };
 
+static void *default_alloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    return hfeed__alloc_aligned(size);
+}
+
+static void default_free(void *ctx, void *p)
+{
+    (void)ctx;
+    hfeed__free(p);
+}
+
 hfeed_status hfeed__ring_create(unsigned nslots, size_t nfields, const size_t *row_bytes,
-                                size_t batch_size, uint64_t end_seq, hfeed__plan_fn plan,
+                                size_t batch_size, uint64_t end_seq,
+                                const struct hfeed__slot_memory *mem, hfeed__plan_fn plan,
                                 void *plan_ctx, struct hfeed__ring **out, struct hfeed__err *err)
 {
     *out = NULL;
@@ -38,6 +52,8 @@ hfeed_status hfeed__ring_create(unsigned nslots, size_t nfields, const size_t *r
     r->end_seq = end_seq;
     r->plan = plan;
     r->plan_ctx = plan_ctx;
+    r->mem = mem != NULL ? *mem
+                         : (struct hfeed__slot_memory){.alloc = default_alloc, .free = default_free};
     atomic_init(&r->stopping, false);
     r->slots = hfeed__calloc(nslots, sizeof *r->slots);
     r->pending = hfeed__calloc(nslots, sizeof *r->pending);
@@ -50,7 +66,7 @@ hfeed_status hfeed__ring_create(unsigned nslots, size_t nfields, const size_t *r
         ok = s->indices != NULL && s->data != NULL;
         r->memory += batch_size * sizeof *s->indices;
         for (size_t k = 0; ok && k < nfields; k++) {
-            s->data[k] = hfeed__alloc_aligned(row_bytes[k] * batch_size);
+            s->data[k] = r->mem.alloc(r->mem.ctx, row_bytes[k] * batch_size);
             ok = s->data[k] != NULL;
             r->memory += row_bytes[k] * batch_size;
         }
@@ -69,7 +85,7 @@ void hfeed__ring_destroy(struct hfeed__ring *r)
     for (unsigned i = 0; i < r->nslots; i++) {
         struct hfeed__slot *s = &r->slots[i];
         for (size_t k = 0; s->data != NULL && k < r->nfields; k++)
-            hfeed__free(s->data[k]);
+            if (s->data[k] != NULL) r->mem.free(r->mem.ctx, s->data[k]);
         hfeed__free(s->data);
         hfeed__free(s->indices);
     }
@@ -121,7 +137,7 @@ bool hfeed__ring_claim(struct hfeed__ring *r, struct hfeed__slot **slot)
         /* At most nslots batches are claimed and not yet taken (each holds a slot), so the
          * entry of seq - nslots was taken already and its place is free. */
         r->pending[s->seq % r->nslots] = (unsigned)(s - r->slots);
-        r->plan(r->plan_ctx, s->seq, s);
+        if (r->plan != NULL) r->plan(r->plan_ctx, s->seq, s);
         *slot = s;
     }
     pthread_mutex_unlock(&r->mu);

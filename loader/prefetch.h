@@ -54,11 +54,23 @@ typedef void (*hfeed__plan_fn)(void *ctx, uint64_t seq, struct hfeed__slot *slot
 
 struct hfeed__ring;
 
+/* Where a ring's data buffers come from: pinned host memory or device memory (device.h), so
+ * that the same ring serves the workers (host slots) and the upload stage (device slots). alloc
+ * returns NULL when out of memory; both are called only in create and destroy. */
+struct hfeed__slot_memory {
+    void *(*alloc)(void *ctx, size_t size);
+    void (*free)(void *ctx, void *p);
+    void *ctx;
+};
+
 /* Creates a ring of nslots slots, each with nfields buffers of row_bytes[k] * batch_size bytes
- * (64-byte aligned) and room for batch_size indices. Delivers sequence numbers [0, end_seq).
- * Returns: HFEED_OK or HFEED_E_NOMEM. Ownership: the caller's; hfeed__ring_destroy(). */
+ * (from mem, or 64-byte aligned host memory when mem is NULL) and room for batch_size indices.
+ * Delivers sequence numbers [0, end_seq). plan may be NULL: the claimer fills the slot itself.
+ * Returns: HFEED_OK or HFEED_E_NOMEM. Ownership: the caller's; hfeed__ring_destroy(), which
+ * frees the buffers with mem, so mem must outlive the ring. */
 hfeed_status hfeed__ring_create(unsigned nslots, size_t nfields, const size_t *row_bytes,
-                                size_t batch_size, uint64_t end_seq, hfeed__plan_fn plan,
+                                size_t batch_size, uint64_t end_seq,
+                                const struct hfeed__slot_memory *mem, hfeed__plan_fn plan,
                                 void *plan_ctx, struct hfeed__ring **out, struct hfeed__err *err);
 void hfeed__ring_destroy(struct hfeed__ring *r);
 

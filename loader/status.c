@@ -1,4 +1,5 @@
 /* status: static descriptions of status codes and dtypes, version and feature queries. */
+#include "device.h"
 #include "h5feed.h"
 
 /* One list of codes and texts (libuv's X-macro idea), so a new code cannot miss its text. */
@@ -85,5 +86,5 @@ const char *hfeed_version_string(void)
 
 unsigned hfeed_features(void)
 {
-    return 0; /* the CUDA stage arrives with #4 */
+    return hfeed__device_cuda.built ? HFEED_FEATURE_CUDA : 0u;
 }

@@ -79,6 +79,8 @@ static void device_name(const hfeed_loader_info *in, char *out, size_t out_len)
         snprintf(out, out_len, "cpu");
     } else if (in->device == HFEED_DEVICE_CUDA) {
         snprintf(out, out_len, "cuda:%d", in->device_index);
+    } else if (in->device == HFEED_DEVICE_FAKE) {
+        snprintf(out, out_len, "fake (simulated uploads)");
     } else {
         snprintf(out, out_len, "unknown(%d)", (int)in->device);
     }
@@ -108,6 +110,19 @@ static void print_json_string(const char *s)
         }
     }
     putchar('"');
+}
+
+/* The share of the steady phase (first batch to end) the consumer spent blocked in next(). */
+static double starved_share(const struct bench_run *run)
+{
+    return run->steady_seconds > 0.0 ? (double)run->steady_wait_ns * 1e-9 / run->steady_seconds
+                                     : 0.0;
+}
+
+/* Host-to-device GB/s over the device time the copies took; 0 without uploads. */
+static double upload_gbps(const hfeed_stats *s)
+{
+    return s->upload_ns > 0 ? (double)s->upload_bytes / (double)s->upload_ns : 0.0;
 }
 
 void bench_print_json(const char *config, const struct bench_run *run)
@@ -153,6 +168,10 @@ void bench_print_json(const char *config, const struct bench_run *run)
            ", \"wait_seconds\": %.6f",
            (double)s->read_ns * 1e-9, (double)s->decode_ns * 1e-9, (double)s->convert_ns * 1e-9,
            (double)s->wait_ns * 1e-9);
+    printf(", \"upload_bytes\": %" PRIu64 ", \"upload_seconds\": %.6f, \"upload_gb_per_s\": %.6f",
+           s->upload_bytes, (double)s->upload_ns * 1e-9, upload_gbps(s));
+    printf(", \"compute_ms\": %.3f, \"starved_share\": %.6f", run->compute_ms,
+           starved_share(run));
     printf(", \"ready_share\": %.6f, \"warm\": %s}\n", ready_share(run),
            run->warm ? "true" : "false");
 }
@@ -194,6 +213,17 @@ void bench_print_text(const char *config, const struct bench_run *run)
            (double)s->wait_ns * 1e-9, (double)run->digest_ns * 1e-9);
     printf("  queue       %.1f%% of next() calls found a batch ready (returned within 50 us)\n",
            100.0 * ready_share(run));
+    if (s->upload_bytes > 0) {
+        printf("  upload      %.3f GB/s host to device (%" PRIu64 " bytes in %.3f s of copy "
+               "time)\n",
+               upload_gbps(s), s->upload_bytes, (double)s->upload_ns * 1e-9);
+    }
+    printf("  starved     %.1f%% of the time after the first batch, the consumer waited for data",
+           100.0 * starved_share(run));
+    if (run->compute_ms > 0.0) {
+        printf(" (step emulated: %.3f ms per batch)", run->compute_ms);
+    }
+    printf("\n");
     printf("  page cache  %s\n", run->warm ? "warm (files as the OS had them cached)"
                                            : "cold (--cold evicted the files before open)");
     printf("  reads       %" PRIu64 " chunks decoded, %" PRIu64 " chunk cache hits, %" PRIu64

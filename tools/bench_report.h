@@ -50,6 +50,9 @@ struct bench_run {
     double first_batch_seconds; /* open to the first batch in hand */
     uint64_t ready_batches;     /* batches whose next() returned within 50 us */
     int warm;                   /* 0 when --cold evicted the files before open */
+    double compute_ms;          /* --compute-ms: emulated training step per batch, ms */
+    double steady_seconds;      /* from the first batch in hand to the end */
+    uint64_t steady_wait_ns;    /* of that, time blocked in hfeed_loader_next(): starved */
     struct bench_series series; /* cumulative counts, a point a second */
     hfeed_loader_info info;
     hfeed_stats stats;

@@ -40,7 +40,7 @@ static void print_help(FILE *out)
     fprintf(
         out,
         "Usage: h5feed bench CONFIG [--json] [--no-digest] [--csv FILE] [--plot FILE.svg]\n"
-        "                    [--cold DATAFILE...]\n"
+        "                    [--compute-ms N] [--cold DATAFILE...]\n"
         "\n"
         "Opens a loader from the JSON config CONFIG (see configs/README.md), takes every batch\n"
         "of every configured epoch, and reports samples, batches, wall seconds from open to\n"
@@ -51,7 +51,9 @@ static void print_help(FILE *out)
         "It also reports where the time went: read, decode and convert seconds (summed over\n"
         "the workers), the seconds the consumer waited in hfeed_loader_next(), and the ready\n"
         "share: the fraction of next() calls that returned a batch within 50 us (1.0: the\n"
-        "workers always kept ahead). While it runs, a progress line (percent, samples/s,\n"
+        "workers always kept ahead), and the starved share: the fraction of the time from\n"
+        "the first batch to the end that the consumer spent waiting in next(). On a device,\n"
+        "the upload stage's host-to-device GB/s over the copies' device time. While it runs, a progress line (percent, samples/s,\n"
         "GB/s, ETA) is redrawn on stderr when stderr is a terminal, and never otherwise.\n"
         "\n"
         "Options:\n"
@@ -66,6 +68,9 @@ static void print_help(FILE *out)
         "                  from storage. Name every HDF5 file of the config (a shell glob\n"
         "                  will do): the tool reads no config itself. Reports say \"warm\":\n"
         "                  false with --cold, true without\n"
+        "  --compute-ms N  emulate a training step: hold each batch N ms (a sleep, no CPU\n"
+        "                  used) before releasing it, as DLIO does; the report's starved\n"
+        "                  share is then the time the step waited for data, 1 - DLIO's AU\n"
         "  --help          show this help\n"
         "\n"
         "Exit status: 0 success, 1 data or runtime failure, 2 usage or config error.\n");
@@ -194,8 +199,8 @@ static hfeed_status take_batch(struct bench_run *run, hfeed_batch *b, hfeed_tens
                      t->name, bi.index, t->shape[0], t->nbytes, bi.samples);
             return HFEED_E_READ;
         }
-        if (t->device != HFEED_DEVICE_CPU) {
-            on_host = 0;
+        if (t->device != HFEED_DEVICE_CPU && t->device != HFEED_DEVICE_FAKE) {
+            on_host = 0; /* device memory: the tool (host code, public API only) cannot read it */
         }
         run->bytes_out += t->nbytes;
     }
@@ -262,6 +267,20 @@ static int evict_files(const char *const *files, int count, char *msg, size_t ms
     return 0;
 }
 
+/* --compute-ms: a training step holds the batch for ms milliseconds while the accelerator
+ * works, without using a CPU core (DLIO emulates its steps the same way), so the workers keep
+ * both cores. */
+static void emulate_step(double ms)
+{
+    if (ms <= 0.0) {
+        return;
+    }
+    const double ns = ms * 1e6;
+    struct timespec ts = {(time_t)(ns / 1e9), (long)(ns - (double)(time_t)(ns / 1e9) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
 /* Opens the loader, takes every batch, closes it.
  * Returns: HFEED_OK, or an error with a message in msg. */
 static hfeed_status run_loader(const char *config, struct bench_run *run, char *msg, size_t msg_len)
@@ -289,12 +308,17 @@ static hfeed_status run_loader(const char *config, struct bench_run *run, char *
         goto done;
     }
     const uint64_t total = run->info.samples_per_epoch * run->info.epochs;
+    uint64_t steady_t0 = 0;
     for (;;) {
         hfeed_batch *b = NULL;
         const uint64_t asked = now_ns();
         st = hfeed_loader_next(l, &b);
         const uint64_t got = now_ns();
         if (st == HFEED_END) {
+            if (run->batches > 0) {
+                run->steady_wait_ns += got - asked;
+                run->steady_seconds = (double)(got - steady_t0) * 1e-9;
+            }
             break;
         }
         if (st != HFEED_OK) {
@@ -303,11 +327,15 @@ static hfeed_status run_loader(const char *config, struct bench_run *run, char *
         }
         if (run->batches == 0) {
             run->first_batch_seconds = (double)(got - t0) * 1e-9;
+            steady_t0 = got;
+        } else {
+            run->steady_wait_ns += got - asked;
         }
         if (got - asked < READY_NS) {
             run->ready_batches++;
         }
         st = take_batch(run, b, tensors, swap, msg, msg_len);
+        emulate_step(run->compute_ms);
         hfeed_batch_release(b);
         if (st != HFEED_OK) {
             goto done;
@@ -375,6 +403,7 @@ int hfeed_cmd_bench(int argc, char **argv)
     int json = 0;
     int no_digest = 0;
     int cold = 0;
+    double compute_ms = 0.0;
     const char **cold_files = calloc((size_t)argc, sizeof *cold_files); /* the DATAFILEs */
     int cold_count = 0;
     int rc = HFEED_EXIT_USAGE;
@@ -408,6 +437,16 @@ int hfeed_cmd_bench(int argc, char **argv)
             no_digest = 1;
         } else if (strcmp(arg, "--cold") == 0) {
             cold = 1;
+        } else if (strcmp(arg, "--compute-ms") == 0 || strncmp(arg, "--compute-ms=", 13) == 0) {
+            const char *v = arg[12] == '=' ? arg + 13 : (i < argc ? argv[i++] : NULL);
+            char *end = NULL;
+            compute_ms = v != NULL ? strtod(v, &end) : -1.0;
+            if (v == NULL || end == v || *end != '\0' || !(compute_ms >= 0.0) ||
+                compute_ms > 3.6e6) {
+                fprintf(stderr, "h5feed " CMD ": --compute-ms: expected milliseconds from 0 to "
+                                "3600000, got '%s'\n", v != NULL ? v : "");
+                goto out;
+            }
         } else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "h5feed " CMD ": unknown option '%s' (see h5feed bench --help)\n", arg);
             goto out;
@@ -439,6 +478,7 @@ int hfeed_cmd_bench(int argc, char **argv)
     run.no_digest = no_digest;
     run.digest_valid = !no_digest;
     run.warm = !cold;
+    run.compute_ms = compute_ms;
     char msg[HFEED_ERRBUF_SIZE];
     msg[0] = '\0';
     if (cold && evict_files(cold_files, cold_count, msg, sizeof msg) != 0) {

@@ -520,14 +520,15 @@ Test(config, shard_remainder_takes_pad_or_drop)
               "shard_remainder: expected one of \"pad\", \"drop\", got \"wrap\"");
 }
 
-Test(config, device_takes_auto_cpu_cuda_and_cuda_n)
+Test(config, device_takes_auto_cpu_cuda_cuda_n_and_fake)
 {
-    const char *names[] = {"auto", "cpu", "cuda", "cuda:0", "cuda:7", "cuda:2147483647"};
+    const char *names[] = {"auto", "cpu", "cuda", "cuda:0", "cuda:7", "cuda:2147483647", "fake"};
     const enum hfeed__device_req want[] = {HFEED__DEVICE_AUTO, HFEED__DEVICE_CPU,
                                            HFEED__DEVICE_CUDA, HFEED__DEVICE_CUDA,
-                                           HFEED__DEVICE_CUDA, HFEED__DEVICE_CUDA};
-    const int index[] = {-1, -1, 0, 0, 7, 2147483647};
-    for (size_t i = 0; i < 6; i++) {
+                                           HFEED__DEVICE_CUDA, HFEED__DEVICE_CUDA,
+                                           HFEED__DEVICE_FAKE};
+    const int index[] = {-1, -1, 0, 0, 7, 2147483647, 0};
+    for (size_t i = 0; i < 7; i++) {
         char extra[64];
         snprintf(extra, sizeof extra, "'device': '%s'", names[i]);
         struct hfeed__config *c = must_parse(with(extra));
@@ -548,10 +549,22 @@ Test(config, device_refuses_other_strings)
         char got[64];
         snprintf(extra, sizeof extra, "'device': '%s'", bad[i]);
         snprintf(got, sizeof got, "got \"%s\"", bad[i]);
-        must_fail(with(extra), "device: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
+        must_fail(with(extra), "device: expected \"auto\", \"cpu\", \"cuda\", \"cuda:N\" (N a "
+                               "decimal integer >= 0) or \"fake\"");
         must_fail(with(extra), got);
     }
     must_fail(with("'device': 0"), "device: expected");
+}
+
+Test(config, pinned_is_a_boolean_defaulting_to_true)
+{
+    struct hfeed__config *c = must_parse(with("'batch_size': 4"));
+    cr_assert(c->pinned);
+    hfeed__config_destroy(c);
+    c = must_parse(with("'pinned': false"));
+    cr_assert_not(c->pinned);
+    hfeed__config_destroy(c);
+    must_fail(with("'pinned': 1"), "pinned: expected");
 }
 
 /* ---- shard ---------------------------------------------------------------------------------- */

@@ -1,0 +1,77 @@
+/* device: where batches end up, behind one small interface with three backends.
+ *
+ *   host  (device_host.c)  the CPU path: batch slots in ordinary aligned memory, no upload stage.
+ *   cuda  (device_cuda.c)  CUDA runtime API called from C: pinned slots (cudaHostAlloc), device
+ *                          buffers (cudaMalloc), cudaMemcpyAsync on one dedicated stream, a pair
+ *                          of events per device slot. Built when CMake finds the CUDA Toolkit
+ *                          (HFEED_CUDA=AUTO|ON); otherwise device_nocuda.c, whose open says so.
+ *   fake  (device_fake.c)  host memory posing as a device: copies are queued to a thread that
+ *                          runs them in order after a random delay and then marks the event,
+ *                          so the upload stage's ordering, slot reuse and release can be tested
+ *                          without a GPU (and under ThreadSanitizer).
+ *
+ * The backend is picked once, at open, by the config's "device"; the upload stage (upload.c)
+ * only talks to this interface. Memory from host_alloc/dev_alloc is allocated at open and kept
+ * until the loader is destroyed, never per batch.
+ *
+ * Events: the device has `nevents` event ids, one per device slot. mark(d, e, false) before a
+ * slot's copies and mark(d, e, true) after them, on the device's one stream, in that order;
+ * wait(d, e) blocks the calling thread until the copies between the two marks have finished and
+ * says how long the device spent on them. The stream runs operations in issue order.
+ *
+ * Threads: open/close on one thread; alloc/free during open and destroy; copy and mark from one
+ * issuing thread; wait from one completing thread (another than the issuer is fine). Each thread
+ * that calls copy/mark/wait calls bind first (CUDA's current device is per thread). */
+#ifndef HFEED_DEVICE_H
+#define HFEED_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct hfeed__device;
+
+struct hfeed__device_ops {
+    const char *name;        /* "host", "cuda", "fake" */
+    hfeed_device_kind kind;  /* what tensors report */
+    bool built;              /* false only for device_nocuda.c, whose open always fails */
+
+    /* Opens device `index` with nevents event ids; seed varies the fake device's delays.
+     * Returns: HFEED_OK; HFEED_E_DEVICE with the backend's own error text (CUDA's: "no CUDA-
+     * capable device is detected", ...); HFEED_E_NOMEM.
+     * Ownership: *out is the caller's; close(). */
+    hfeed_status (*open)(int index, unsigned nevents, uint64_t seed, struct hfeed__device **out,
+                         struct hfeed__err *err);
+    void (*close)(struct hfeed__device *d); /* NULL is a no-op */
+
+    /* Host staging memory of size bytes, 64-byte aligned; page-locked when pinned and the
+     * backend has such memory. NULL when out of memory. */
+    void *(*host_alloc)(struct hfeed__device *d, size_t size, bool pinned);
+    void (*host_free)(struct hfeed__device *d, void *p, bool pinned);
+    /* Device memory of size bytes; NULL when out of memory. */
+    void *(*dev_alloc)(struct hfeed__device *d, size_t size);
+    void (*dev_free)(struct hfeed__device *d, void *p);
+
+    /* Makes d current for the calling thread. Returns: HFEED_OK or HFEED_E_DEVICE. */
+    hfeed_status (*bind)(struct hfeed__device *d, struct hfeed__err *err);
+    /* Queues a copy of n bytes from host src to device dst on the stream.
+     * Returns: HFEED_OK or HFEED_E_DEVICE. */
+    hfeed_status (*copy)(struct hfeed__device *d, void *dst, const void *src, size_t n,
+                         struct hfeed__err *err);
+    /* Queues event id `event`'s start (end = false) or end (end = true) mark on the stream.
+     * Returns: HFEED_OK or HFEED_E_DEVICE. */
+    hfeed_status (*mark)(struct hfeed__device *d, unsigned event, bool end,
+                         struct hfeed__err *err);
+    /* Blocks until event id `event`'s end mark has passed; *busy_ns = device time between its
+     * start and end marks. Returns: HFEED_OK or HFEED_E_DEVICE (a failed copy). */
+    hfeed_status (*wait)(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
+                         struct hfeed__err *err);
+};
+
+extern const struct hfeed__device_ops hfeed__device_host;
+extern const struct hfeed__device_ops hfeed__device_cuda; /* device_cuda.c or device_nocuda.c */
+extern const struct hfeed__device_ops hfeed__device_fake;
+
+#endif

@@ -1,0 +1,103 @@
+/* device_host: the CPU "device". Batches stay in ordinary aligned host memory; the loader runs
+ * no upload stage with it, so copy/mark/wait exist only to complete the interface (a copy is a
+ * memcpy, finished when it returns). */
+#include <string.h>
+
+#include "alloc.h"
+#include "device.h"
+
+/* The host backend has no state; open hands out this address so that a NULL device means
+ * "not open". Never written. */
+static const char host_token;
+
+static hfeed_status host_open(int index, unsigned nevents, uint64_t seed,
+                              struct hfeed__device **out, struct hfeed__err *err)
+{
+    (void)index;
+    (void)nevents;
+    (void)seed;
+    (void)err;
+    *out = (struct hfeed__device *)(uintptr_t)&host_token;
+    return HFEED_OK;
+}
+
+static void host_close(struct hfeed__device *d)
+{
+    (void)d;
+}
+
+static void *host_alloc(struct hfeed__device *d, size_t size, bool pinned)
+{
+    (void)d;
+    (void)pinned;
+    return hfeed__alloc_aligned(size);
+}
+
+static void host_free(struct hfeed__device *d, void *p, bool pinned)
+{
+    (void)d;
+    (void)pinned;
+    hfeed__free(p);
+}
+
+static void *host_dev_alloc(struct hfeed__device *d, size_t size)
+{
+    return host_alloc(d, size, false);
+}
+
+static void host_dev_free(struct hfeed__device *d, void *p)
+{
+    host_free(d, p, false);
+}
+
+static hfeed_status host_bind(struct hfeed__device *d, struct hfeed__err *err)
+{
+    (void)d;
+    (void)err;
+    return HFEED_OK;
+}
+
+static hfeed_status host_copy(struct hfeed__device *d, void *dst, const void *src, size_t n,
+                              struct hfeed__err *err)
+{
+    (void)d;
+    (void)err;
+    memcpy(dst, src, n);
+    return HFEED_OK;
+}
+
+static hfeed_status host_mark(struct hfeed__device *d, unsigned event, bool end,
+                              struct hfeed__err *err)
+{
+    (void)d;
+    (void)event;
+    (void)end;
+    (void)err;
+    return HFEED_OK;
+}
+
+static hfeed_status host_wait(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
+                              struct hfeed__err *err)
+{
+    (void)d;
+    (void)event;
+    (void)err;
+    *busy_ns = 0;
+    return HFEED_OK;
+}
+
+const struct hfeed__device_ops hfeed__device_host = {
+    .name = "host",
+    .kind = HFEED_DEVICE_CPU,
+    .built = true,
+    .open = host_open,
+    .close = host_close,
+    .host_alloc = host_alloc,
+    .host_free = host_free,
+    .dev_alloc = host_dev_alloc,
+    .dev_free = host_dev_free,
+    .bind = host_bind,
+    .copy = host_copy,
+    .mark = host_mark,
+    .wait = host_wait,
+};
