@@ -1,5 +1,6 @@
 /* dlpack_export: a batch's tensors as DLPack tensors, so PyTorch, JAX, CuPy and NumPy take them
- * without a copy. The only file that includes dlpack.h (Debian's libdlpack-dev).
+ * without a copy. The only file that includes dlpack.h (Debian's libdlpack-dev). CUDA batches
+ * export as kDLCUDA tensors of their device.
  *
  * Each export allocates one small record (the DLManagedTensor, its shape, the batch) and holds
  * the batch (batch.h): the slot is not refilled while a framework still uses the tensor, also
@@ -56,13 +57,18 @@ hfeed_status hfeed_batch_export_dlpack(hfeed_batch *b, size_t field, void **out)
     if (b == NULL || out == NULL || hfeed_batch_get_tensor(b, field, &t) != HFEED_OK)
         return HFEED_E_INVALID_ARG;
     DLDataType type;
-    if (!dl_type(t.dtype, &type) || t.device != HFEED_DEVICE_CPU) return HFEED_E_INVALID_ARG;
+    if (!dl_type(t.dtype, &type)) return HFEED_E_INVALID_ARG;
+    /* CUDA batches are complete when handed out (upload.h), so the consumer's stream may read
+     * them at once; the fake device's memory is host memory. */
+    const DLDevice device = t.device == HFEED_DEVICE_CUDA
+                                ? (DLDevice){.device_type = kDLCUDA, .device_id = t.device_index}
+                                : (DLDevice){.device_type = kDLCPU, .device_id = 0};
     struct export_record *r = hfeed__calloc(1, sizeof *r);
     if (r == NULL) return HFEED_E_NOMEM;
     memcpy(r->shape, t.shape, sizeof r->shape);
     r->batch = b;
     r->managed.dl_tensor = (DLTensor){.data = t.data,
-                                      .device = {.device_type = kDLCPU, .device_id = 0},
+                                      .device = device,
                                       .ndim = t.ndim,
                                       .dtype = type,
                                       .shape = r->shape,

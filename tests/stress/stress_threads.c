@@ -241,7 +241,12 @@ int main(int argc, char **argv)
                            "\"cache_mb\": 0",
                            ", \"workers\": 2, \"prefetch\": 4, \"batch_size\": 64, \"shuffle\": "
                            "\"chunk\", \"epochs\": 2, "
-                           "\"read_path\": \"hdf5\""};
+                           "\"read_path\": \"hdf5\"",
+                           /* The upload stage: the fake device's stream thread copies late. */
+                           ", \"workers\": 3, \"prefetch\": 3, \"batch_size\": 64, \"shuffle\": "
+                           "\"global\", \"epochs\": 2, \"device\": \"fake\"",
+                           ", \"workers\": 2, \"prefetch\": 1, \"batch_size\": 50, \"shuffle\": "
+                           "\"chunk\", \"epochs\": 2, \"device\": \"fake\", \"pinned\": false"};
     /* Repeated, because interleavings differ from run to run. */
     for (int rep = 0; rep < 4; rep++)
         for (size_t p = 0; p < 3; p++)
@@ -252,9 +257,11 @@ int main(int argc, char **argv)
             }
     for (size_t p = 0; p < 3; p++) {
         close_early("close early", paths[p], modes[0]);
+        close_early("close early, fake device", paths[p], modes[4]);
         seek_run("seek", paths[p], modes[1]);
+        seek_run("seek, fake device", paths[p], modes[4]);
     }
-    struct par_arg args[3] = {{contig, modes[0]}, {plain, modes[1]}, {gzip, modes[0]}};
+    struct par_arg args[3] = {{contig, modes[0]}, {plain, modes[4]}, {gzip, modes[5]}};
     pthread_t t[3];
     for (int i = 0; i < 3; i++)
         pthread_create(&t[i], NULL, par_run, &args[i]);
