@@ -5,6 +5,10 @@
 #   2. build-asan/  Debug, AddressSanitizer + UndefinedBehaviorSanitizer, all tests, leaks on
 #   3. build-tsan/  Debug, ThreadSanitizer, the tests labelled "threads" but not Criterion ones
 #   4. valgrind     memcheck on the api test programs (from build/) and on the h5feed tool
+#   5. build-nocuda/ HFEED_CUDA=OFF: the build without the CUDA backend, all tests
+#
+# Step 1 builds the CUDA backend when the toolkit is present (HFEED_CUDA=AUTO); its GPU tests
+# (label gpu) report themselves skipped when the machine has no usable device.
 #
 # Every build uses -DHFEED_WERROR=ON. `--quick` runs only step 1.
 #
@@ -197,12 +201,19 @@ JSON
     [[ $ok -eq 1 ]]
 }
 
+# HFEED_CUDA=OFF: device_nocuda.c instead of device_cuda.c; "cuda" must fail with its message.
+nocuda() {
+    configure_build build-nocuda RelWithDebInfo -DHFEED_CUDA=OFF || return 1
+    ctest --test-dir build-nocuda --output-on-failure -j "$jobs" || return 1
+}
+
 step "build + ctest (build/)" normal
 step "ctest with HFEED_READ_PATH=hdf5 (build/)" hdf5_path
 if [[ $quick -eq 0 ]]; then
     step "ASan+UBSan build + ctest (build-asan/)" asan
     step "TSan build + ctest -L threads (build-tsan/)" tsan
     step "valgrind memcheck: api tests + tool (build/)" memcheck
+    step "HFEED_CUDA=OFF build + ctest (build-nocuda/)" nocuda
 fi
 
 echo
