@@ -212,6 +212,20 @@ HFEED_API hfeed_status hfeed_loader_get_info(const hfeed_loader *l, hfeed_loader
  * Threads: the consumer thread. */
 HFEED_API hfeed_status hfeed_loader_get_stats(hfeed_loader *l, hfeed_stats *out);
 
+/* The per-column statistics of field `field` (config order) when its config says
+ * "normalize": "standard": n = the elements of one sample (feature columns, C order), mean[i] and
+ * std[i] the population mean and standard deviation (ddof 0) of column i over every sample of
+ * every file of the config (all ranks' shards), computed in float64 at open. std holds the
+ * divisor actually used: 1 for a constant column. A field without standardisation gives OK with
+ * NULL pointers and n = 0. The transform is y = (x - mean) / std * scale + offset.
+ * Returns: HFEED_OK, or HFEED_E_INVALID_ARG (NULL argument, field out of range).
+ * Ownership: *mean and *std are owned by l; valid until the loader's memory is freed (see
+ * hfeed_loader_close()).
+ * Threads: any thread; the values never change after open. */
+HFEED_API hfeed_status hfeed_loader_get_field_stats(const hfeed_loader *l, size_t field,
+                                                    const double **mean, const double **std,
+                                                    size_t *n);
+
 /* The text of the last error on l: names the file, dataset, chunk or config key at fault.
  * Returns: a NUL-terminated string, "" when there was none; never NULL.
  * Ownership: owned by l; valid until the next call on l.

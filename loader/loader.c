@@ -25,6 +25,7 @@
 #include "prefetch.h"
 #include "reader.h"
 #include "sampler.h"
+#include "transform.h"
 
 struct hfeed_batch {
     struct hfeed_loader *loader;
@@ -38,6 +39,7 @@ struct hfeed_loader {
     struct hfeed__sampler *sampler;
     struct hfeed__ring *ring;
     struct hfeed__reader *reader;
+    struct hfeed__transforms *xf; /* the fields' transforms; conversions point into it */
     struct hfeed_batch *batches; /* one public handle per slot */
     hfeed_loader_info info;
     atomic_uint refs; /* 1 for the open handle + 1 per borrowed batch */
@@ -72,6 +74,7 @@ static void destroy(struct hfeed_loader *l)
     hfeed__ring_destroy(l->ring);
     hfeed__sampler_destroy(l->sampler);
     hfeed__catalog_close(l->cat);
+    hfeed__transform_destroy(l->xf);
     hfeed__config_destroy(l->cfg);
     hfeed__free(l->batches);
     hfeed__free(l);
@@ -209,6 +212,7 @@ static hfeed_status open_config(struct hfeed__config *cfg, const struct hfeed__l
     apply_env(cfg, log);
     hfeed_status st = check_device(cfg, err);
     if (st == HFEED_OK) st = hfeed__catalog_open(cfg, log, &l->cat, err);
+    if (st == HFEED_OK) st = hfeed__transform_open(cfg, l->cat, log, &l->xf, err);
     if (st == HFEED_OK) st = make_sampler(l, err);
     if (st == HFEED_OK) {
         l->info.batches_per_epoch = hfeed__sampler_batches_per_epoch(l->sampler);
@@ -432,5 +436,17 @@ hfeed_status hfeed_batch_get_indices(const hfeed_batch *b, const uint64_t **out)
 {
     if (b == NULL || out == NULL) return HFEED_E_INVALID_ARG;
     *out = b->slot->indices;
+    return HFEED_OK;
+}
+
+hfeed_status hfeed_loader_get_field_stats(const hfeed_loader *l, size_t field, const double **mean,
+                                          const double **std, size_t *n)
+{
+    if (mean != NULL) *mean = NULL;
+    if (std != NULL) *std = NULL;
+    if (n != NULL) *n = 0;
+    if (l == NULL || mean == NULL || std == NULL || n == NULL || field >= l->cfg->nfields)
+        return HFEED_E_INVALID_ARG;
+    (void)hfeed__transform_stats(l->xf, field, mean, std, n);
     return HFEED_OK;
 }
