@@ -33,8 +33,8 @@ struct moments {
 
 /* Merges the rows x[0 .. rows) (rows * cols, C order) into m: the block's own mean and M2 by two
  * passes, then Chan's pairwise update, so no sum of squares of large values is ever formed. */
-static void merge_block(struct moments *m, const double *x, size_t rows, size_t cols,
-                        double *bmean, double *bm2)
+static void merge_block(struct moments *m, const double *x, size_t rows, size_t cols, double *bmean,
+                        double *bm2)
 {
     const double nb = (double)rows;
     for (size_t c = 0; c < cols; c++)
@@ -73,8 +73,8 @@ static hfeed_status first_pass(const struct hfeed__catalog *cat, size_t k, doubl
     double *x = hfeed__alloc(block * (cols > 0 ? cols : 1) * sizeof *x);
     double *tmp = hfeed__calloc(4 * cols + 1, sizeof *tmp); /* block mean, block M2, m2 */
     struct moments m = {0.0, center, tmp + 2 * cols};
-    hfeed_status st = raw && x && tmp ? HFEED_OK : HFEED__FAIL(err, HFEED_E_NOMEM,
-                                                              "normalize: out of memory");
+    hfeed_status st =
+        raw && x && tmp ? HFEED_OK : HFEED__FAIL(err, HFEED_E_NOMEM, "normalize: out of memory");
     for (size_t c = 0; st == HFEED_OK && c < cols; c++)
         center[c] = 0.0;
     for (size_t fi = 0; st == HFEED_OK && fi < cat->nfiles; fi++) {

@@ -64,13 +64,20 @@ static bool near(long double got, long double want, long double rel)
     return fabsl(got - want) <= rel * (fabsl(want) > 1 ? fabsl(want) : 1);
 }
 
-static const fx_dataset xds = {.path = "/x", .kind = FX_FLOAT64, .big_endian = true, .ndim = 1,
-                               .shape = {4}, .layout = FX_CHUNKED, .chunk = {32, 4}, .gzip = 4,
-                               .shuffle = true, .salt = 3};
-static const fx_dataset ids = {.path = "/i", .kind = FX_INT16, .ndim = 2, .shape = {2, 3},
-                               .layout = FX_CONTIGUOUS, .salt = 5};
-static const fx_dataset fds = {.path = "/f", .kind = FX_FLOAT32, .layout = FX_CHUNKED,
-                               .chunk = {50}, .salt = 7};
+static const fx_dataset xds = {.path = "/x",
+                               .kind = FX_FLOAT64,
+                               .big_endian = true,
+                               .ndim = 1,
+                               .shape = {4},
+                               .layout = FX_CHUNKED,
+                               .chunk = {32, 4},
+                               .gzip = 4,
+                               .shuffle = true,
+                               .salt = 3};
+static const fx_dataset ids = {
+    .path = "/i", .kind = FX_INT16, .ndim = 2, .shape = {2, 3}, .layout = FX_CONTIGUOUS, .salt = 5};
+static const fx_dataset fds = {
+    .path = "/f", .kind = FX_FLOAT32, .layout = FX_CHUNKED, .chunk = {50}, .salt = 7};
 
 /* Field order in the config below. */
 enum { X64, X32, I_SCALED, F_OFFSET, I_RAW, NFIELDS };
@@ -189,8 +196,8 @@ Test(transform, constant_columns_divide_by_one_and_are_named_once)
     struct logged lg = {0, ""};
     char err[HFEED_ERRBUF_SIZE] = "";
     hfeed_loader *l = NULL;
-    cr_assert_eq(hfeed_loader_open(fx_path("one.json"), log_fn, &lg, &l, err, sizeof err),
-                 HFEED_OK, "%s", err);
+    cr_assert_eq(hfeed_loader_open(fx_path("one.json"), log_fn, &lg, &l, err, sizeof err), HFEED_OK,
+                 "%s", err);
     cr_assert_eq(lg.warnings, 1, "%d warnings", lg.warnings);
     cr_assert(strstr(lg.last, "field \"x\"") && strstr(lg.last, "4 of 4"), "%s", lg.last);
     const double *m = NULL, *s = NULL;
@@ -220,8 +227,8 @@ Test(transform, scale_count_must_match_the_feature_columns)
     fx_write_file("i.h5", &d, 1);
     cr_assert_eq(fx_open(json, &l, err), HFEED_E_CONFIG);
     cr_assert_null(l);
-    cr_assert(strstr(err, "fields[0].scale: 5 values, but field \"i\" has 6 feature columns"),
-              "%s", err);
+    cr_assert(strstr(err, "fields[0].scale: 5 values, but field \"i\" has 6 feature columns"), "%s",
+              err);
 }
 
 Test(transform, output_section_is_ignored_by_loaders)
