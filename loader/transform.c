@@ -25,28 +25,34 @@ struct hfeed__transforms {
     struct field_xf *f;
 };
 
-/* Running per-column statistics: count, mean and sum of squared deviations (M2). */
+/* Running per-column statistics of (x - shift): count, mean and sum of squared deviations (M2).
+ * shift is the first sample seen: with data like 1e8 + small noise, the shifted values are
+ * small, so their means keep every digit that rounding a mean near 1e8 would lose. */
 struct moments {
     double n;
-    double *mean, *m2;
+    double *shift, *mean, *m2;
 };
 
 /* Merges the rows x[0 .. rows) (rows * cols, C order) into m: the block's own mean and M2 by two
- * passes, then Chan's pairwise update, so no sum of squares of large values is ever formed. */
-static void merge_block(struct moments *m, const double *x, size_t rows, size_t cols, double *bmean,
-                        double *bm2)
+ * passes over the shifted values, then Chan's pairwise update, so no sum of squares of large
+ * values is ever formed. */
+static void merge_block(struct moments *m, const double *x, size_t rows, size_t cols,
+                        double *bmean, double *bm2)
 {
     const double nb = (double)rows;
+    if (m->n == 0)
+        for (size_t c = 0; c < cols; c++)
+            m->shift[c] = x[c];
     for (size_t c = 0; c < cols; c++)
         bmean[c] = bm2[c] = 0.0;
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++)
-            bmean[c] += x[r * cols + c];
+            bmean[c] += x[r * cols + c] - m->shift[c];
     for (size_t c = 0; c < cols; c++)
         bmean[c] /= nb;
     for (size_t r = 0; r < rows; r++) {
         for (size_t c = 0; c < cols; c++) {
-            const double d = x[r * cols + c] - bmean[c];
+            const double d = x[r * cols + c] - m->shift[c] - bmean[c];
             bm2[c] += d * d;
         }
     }
@@ -71,12 +77,11 @@ static hfeed_status first_pass(const struct hfeed__catalog *cat, size_t k, doubl
     if (block == 0) block = 1;
     unsigned char *raw = hfeed__alloc(block * stored_row);
     double *x = hfeed__alloc(block * (cols > 0 ? cols : 1) * sizeof *x);
-    double *tmp = hfeed__calloc(4 * cols + 1, sizeof *tmp); /* block mean, block M2, m2 */
-    struct moments m = {0.0, center, tmp + 2 * cols};
+    /* block mean, block M2, shift, mean, M2 */
+    double *tmp = hfeed__calloc(5 * cols + 1, sizeof *tmp);
+    struct moments m = {0.0, tmp + 2 * cols, tmp + 3 * cols, tmp + 4 * cols};
     hfeed_status st =
         raw && x && tmp ? HFEED_OK : HFEED__FAIL(err, HFEED_E_NOMEM, "normalize: out of memory");
-    for (size_t c = 0; st == HFEED_OK && c < cols; c++)
-        center[c] = 0.0;
     for (size_t fi = 0; st == HFEED_OK && fi < cat->nfiles; fi++) {
         const struct hfeed__source *s = &f->sources[fi];
         const uint64_t rows = cat->file_start[fi + 1] - cat->file_start[fi];
@@ -91,6 +96,7 @@ static hfeed_status first_pass(const struct hfeed__catalog *cat, size_t k, doubl
     }
     size_t constant = 0, nan = 0;
     for (size_t c = 0; st == HFEED_OK && c < cols; c++) {
+        center[c] = m.n > 0 ? m.shift[c] + m.mean[c] : 0.0;
         divide[c] = m.n > 0 ? sqrt(m.m2[c] / m.n) : 1.0;
         nan += isnan(divide[c]) || isnan(center[c]);
         if (divide[c] == 0.0) {

@@ -6,8 +6,8 @@
  * file of the config (all of them, not this rank's shard, so that every rank normalises the same
  * way) is read in blocks of about 1 MiB through h5io, converted to float64, and each feature
  * column's population mean and standard deviation (ddof 0, numpy's default) are computed with a
- * two-pass mean/M2 per block merged across blocks (Chan et al.), which is stable for large
- * offsets. A column whose std is 0 (constant) is divided by 1 instead, and the field is named
+ * two-pass mean/M2 per block merged across blocks (Chan et al.), on values shifted by the first
+ * sample, which keeps full precision for data with a large offset (1e8 + noise of 1e-3). A column whose std is 0 (constant) is divided by 1 instead, and the field is named
  * once in a warning; a column with NaN stays NaN (and is warned about). Then every source of a
  * transformed field gets the field's transform (hfeed__conv_set_affine()).
  *

@@ -14,8 +14,10 @@ bad key or the missing file. Exits non-zero on failure.
 """
 import glob
 import json
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,12 +54,16 @@ def main():
             "gzip_le_i16": ("<i2", (4,), {"chunks": (64, 4), "compression": "gzip",
                                           "compression_opts": 6, "shuffle": True}),
             "contig_be_i16": (">i2", (), {}),
+            "offset_le_f64": ("<f8", (2,), {"chunks": (7, 2)}),
         }
         data = {}
         for name, (dt, shape, _) in layouts.items():
             n = ROWS_A + ROWS_B
             if dt.endswith("i2"):
                 data[name] = rng.integers(-30000, 30000, size=(n, *shape)).astype(dt)
+            elif name.startswith("offset"):
+                # std 1e-3 on top of 1e8: E[x^2] - E[x]^2 would lose every digit here.
+                data[name] = (1e8 + rng.normal(0.0, 1e-3, size=(n, *shape))).astype(dt)
             else:
                 # A large offset makes a naive sum-of-squares variance visibly wrong.
                 data[name] = (rng.normal(1000.0, 3.0, size=(n, *shape))).astype(dt)
@@ -117,6 +123,8 @@ def main():
             {"name": "so", "dataset": "/contig_be_i16", "dtype": "float64", "scale": -0.25,
              "offset": 10},
             {"name": "so32", "dataset": "/contig_le_f64", "scale": [2, 0.5, -1], "offset": [1, 2, 3]},
+            {"name": "zbig", "dataset": "/offset_le_f64", "dtype": "float64",
+             "normalize": "standard"},
         ]
         convert("norm.json", dict(base, fields=fields, shuffle="none",
                                   output={"path": "norm.h5", "chunk_rows": 50,
@@ -131,30 +139,48 @@ def main():
                 x = data[fd["dataset"][1:]].astype(np.float64)
                 cols = x.reshape(len(x), -1)
                 if fd.get("normalize") == "standard":
-                    mean, std = cols.mean(axis=0), cols.std(axis=0)
+                    # Reference: exact rational arithmetic per column (math.fsum for the mean,
+                    # statistics.pstdev for the population std), then numpy as a sanity check.
+                    mean = np.array([math.fsum(cols[:, j].tolist()) / len(cols)
+                                     for j in range(cols.shape[1])])
+                    std = np.array([statistics.pstdev(cols[:, j].tolist())
+                                    for j in range(cols.shape[1])])
                     c.check("mean" in d.attrs and "std" in d.attrs, f"{fd['name']}: attrs {dict(d.attrs)}")
                     if "mean" not in d.attrs:
                         continue
                     c.check(d.attrs["mean"].dtype == np.float64, f"{fd['name']}: mean dtype")
-                    c.check(np.allclose(d.attrs["mean"], mean, rtol=1e-13, atol=0),
-                            f"{fd['name']}: mean {d.attrs['mean']} vs numpy {mean}")
-                    c.check(np.allclose(d.attrs["std"], std, rtol=1e-10, atol=0),
-                            f"{fd['name']}: std {d.attrs['std']} vs numpy {std}")
+                    c.check(bool(np.all(np.abs(d.attrs["mean"] - mean)
+                                        <= 1e-14 * np.abs(cols).max(axis=0))),
+                            f"{fd['name']}: mean {d.attrs['mean']!r} vs exact {mean!r}")
+                    c.check(np.allclose(d.attrs["std"], std, rtol=1e-9, atol=0),
+                            f"{fd['name']}: std {d.attrs['std']!r} vs exact {std!r}")
+                    c.check(np.allclose(d.attrs["mean"], cols.mean(axis=0), rtol=1e-13, atol=0)
+                            and np.allclose(d.attrs["std"], cols.std(axis=0), rtol=1e-6, atol=0),
+                            f"{fd['name']}: mean/std far from numpy's")
+                    # Rounding the mean to float64 moves (x - mean) / std by up to an ulp of the
+                    # mean over std: tiny, except for data far from 0 with a small spread.
+                    slack = 2 * np.spacing(np.abs(mean)) / std
                     y = (cols - mean) / std
                 else:
                     c.check("mean" not in d.attrs, f"{fd['name']}: unexpected attrs")
+                    slack = np.zeros(cols.shape[1])
                     y = cols
-                y = y * np.asarray(fd.get("scale", 1.0)) + np.asarray(fd.get("offset", 0.0))
+                scale = np.asarray(fd.get("scale", 1.0))
+                y = y * scale + np.asarray(fd.get("offset", 0.0))
+                slack = (slack * np.abs(scale)).reshape(-1) * np.ones(cols.shape[1])
                 y = y.reshape(x.shape)
+                slack = np.broadcast_to(slack, cols.shape).reshape(x.shape)
                 got = d[...]
                 if d.dtype == np.float64 and fd.get("normalize") != "standard":
                     c.check(np.array_equal(got, y), f"{fd['name']}: float64 scale/offset not exact")
                 elif d.dtype == np.float64:
-                    c.check(np.allclose(got, y, rtol=1e-12, atol=1e-12), f"{fd['name']}: values")
+                    err = np.abs(got - y)
+                    c.check(bool(np.all(err <= np.abs(y) * 1e-12 + 1e-12 + slack)),
+                            f"{fd['name']}: max error {err.max()}")
                 else:
                     # One float32 rounding of a float64 result (plus float64 noise in mean/std).
                     err = np.abs(got.astype(np.float64) - y)
-                    tol = np.abs(y) * 2.0 ** -23 + 1e-6
+                    tol = np.abs(y) * 2.0 ** -23 + 1e-6 + slack
                     c.check(bool(np.all(err <= tol)), f"{fd['name']}: max error {err.max()}")
 
         # 3. shuffle "global": the output is a permutation of the input rows, each exactly once;
