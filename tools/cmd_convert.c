@@ -82,9 +82,10 @@ static int on_progress(void *user, uint64_t done, uint64_t total)
     bar[WIDTH] = '\0';
     fprintf(stderr, "\r[%s] %5.1f%% %llu/%llu samples", bar, 100.0 * frac, (unsigned long long)done,
             (unsigned long long)total);
-    fflush(stderr);
     p->last = t;
-    p->drawn = 1;
+    p->drawn = done < total; /* a finished bar ends its line, before any log line */
+    if (!p->drawn) fputc('\n', stderr);
+    fflush(stderr);
     return 0;
 }
 
