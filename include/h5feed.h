@@ -61,6 +61,7 @@ typedef enum {
     HFEED_E_BUSY = 10,        /* every batch slot is borrowed; release one first */
     HFEED_E_THREAD = 11,      /* a thread could not be started */
     HFEED_E_RANGE = 12,       /* a value does not fit the output dtype (integer narrowing) */
+    HFEED_E_CANCELED = 13,    /* the caller's progress callback asked to stop */
 } hfeed_status;
 
 /* Element types of output tensors. Explicit numbers, append-only. */
@@ -224,6 +225,20 @@ HFEED_API hfeed_status hfeed_loader_get_info(const hfeed_loader *l, hfeed_loader
  * Threads: the consumer thread. */
 HFEED_API hfeed_status hfeed_loader_get_stats(hfeed_loader *l, hfeed_stats *out);
 
+/* The per-column statistics of field `field` (config order) when its config says
+ * "normalize": "standard": n = the elements of one sample (feature columns, C order), mean[i] and
+ * std[i] the population mean and standard deviation (ddof 0) of column i over every sample of
+ * every file of the config (all ranks' shards), computed in float64 at open. std holds the
+ * divisor actually used: 1 for a constant column. A field without standardisation gives OK with
+ * NULL pointers and n = 0. The transform is y = (x - mean) / std * scale + offset.
+ * Returns: HFEED_OK, or HFEED_E_INVALID_ARG (NULL argument, field out of range).
+ * Ownership: *mean and *std are owned by l; valid until the loader's memory is freed (see
+ * hfeed_loader_close()).
+ * Threads: any thread; the values never change after open. */
+HFEED_API hfeed_status hfeed_loader_get_field_stats(const hfeed_loader *l, size_t field,
+                                                    const double **mean, const double **std,
+                                                    size_t *n);
+
 /* The text of the last error on l: names the file, dataset, chunk or config key at fault.
  * Returns: a NUL-terminated string, "" when there was none; never NULL.
  * Ownership: owned by l; valid until the next call on l.
@@ -299,6 +314,42 @@ HFEED_API double hfeed_synth_value(uint64_t seed, uint64_t row, uint64_t per_row
  * Threads: any; HDF5 calls are serialised with every loader's. */
 HFEED_API hfeed_status hfeed_synth_write(const char *path, const hfeed_synth_spec *spec,
                                          char *errbuf, size_t errbuf_len);
+
+/* Receives the progress of hfeed_convert(): done of total samples written so far. Called on
+ * the caller's thread after each batch is written (and once with done = 0 before the first).
+ * Returns: 0 to go on; anything else cancels the conversion (HFEED_E_CANCELED). */
+typedef int (*hfeed_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+/* What hfeed_convert() did. Plain data; layout frozen for major version 0. */
+typedef struct {
+    uint64_t samples;       /* samples written (rows of every dataset) */
+    uint64_t bytes;         /* output data bytes written, all datasets (before compression) */
+    size_t fields;          /* datasets written */
+    double seconds;         /* wall time of the whole conversion, open and first pass included */
+} hfeed_convert_result;
+
+/* Runs the config's pipeline once and writes what it delivers to a new HDF5 file: the config's
+ * "output" section (configs/README.md) names the file and its chunking and filters. One
+ * dataset per field, at the root, named after the field, with the field's output dtype (native
+ * byte order), shape (samples, sample shape...), rows in the pipeline's order (shuffle "none":
+ * the input order); transforms applied, and standardised fields carry float64 attributes
+ * "mean" and "std" (hfeed_loader_get_field_stats()). Exactly one epoch (epoch 0) of this
+ * process's shard is written, whatever "epochs" says.
+ * The file is written under a temporary name next to the output path
+ * ("<path>.tmp.<pid>"), flushed, fsynced and renamed to the output path only when complete
+ * (replacing an existing file there); on any failure or cancellation the temporary file is
+ * removed and the output path is untouched. A process killed mid-run leaves at most the
+ * temporary file, never a partial file under the output path.
+ * progress (may be NULL) can cancel; log (may be NULL) hears the loader's log lines and one
+ * INFO line naming the written file; user is passed to both.
+ * Returns: HFEED_OK; HFEED_E_CONFIG (also when the config has no "output"); HFEED_E_CANCELED;
+ * HFEED_E_FILE when the output cannot be written; any error of hfeed_loader_open() or
+ * hfeed_loader_next(); the message (errbuf, may be NULL) names the file, dataset or key.
+ * Ownership: *out (may be NULL) is filled on HFEED_OK.
+ * Threads: any thread; it runs a loader (with its worker threads) for the duration. */
+HFEED_API hfeed_status hfeed_convert(const char *config_path, hfeed_progress_fn progress,
+                                     hfeed_log_fn log, void *user, hfeed_convert_result *out,
+                                     char *errbuf, size_t errbuf_len);
 
 /* Returns: a static description of any status code; never NULL, also for unknown numbers. */
 HFEED_API const char *hfeed_strerror(int status);

@@ -30,6 +30,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,9 +77,14 @@ static const struct choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
 static const char *const top_keys[] = {"files",           "fields",   "batch_size",     "drop_last",
                                        "shuffle",         "seed",     "shuffle_window", "epochs",
                                        "workers",         "prefetch", "device",         "shard",
-                                       "shard_remainder", "read_path", "cache_mb",
+                                       "shard_remainder", "read_path", "cache_mb", "output",
                                        "pinned",          NULL};
-static const char *const field_keys[] = {"name", "dataset", "dtype", NULL};
+static const char *const field_keys[] = {"name",      "dataset", "dtype", "normalize",
+                                         "scale",     "offset",  NULL};
+static const char *const output_keys[] = {"path",    "chunk_rows", "compression",
+                                          "gzip_level", "shuffle", NULL};
+static const struct choice normalize_choices[] = {{"none", 0}, {"standard", 1}, {NULL, 0}};
+static const struct choice compression_choices[] = {{"none", 0}, {"gzip", 1}, {NULL, 0}};
 static const char *const shard_keys[] = {"rank", "world_size", NULL};
 
 /* Launchers' (rank, world size) variables for shard "env", in the order they are tried:
@@ -381,6 +387,61 @@ static hfeed_status parse_field(const cJSON *f, size_t i, struct hfeed__field_co
     return out->name != NULL && out->dataset != NULL ? HFEED_OK : nomem(err);
 }
 
+/* Reads "scale" or "offset": a finite number (one value for every column) or a non-empty array
+ * of finite numbers (one per feature column; the count is checked against the sample shape when
+ * the files are open). An absent key leaves *out NULL. */
+static hfeed_status get_numbers(const cJSON *f, const char *where, const char *key, double **out,
+                                size_t *n, struct hfeed__err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, key);
+    size_t i = 0;
+    if (v == NULL) return HFEED_OK;
+    const bool one = cJSON_IsNumber(v);
+    if (!one && !(cJSON_IsArray(v) && v->child != NULL))
+        return CFG_FAIL(err,
+                        "%s: expected a number or a non-empty array of numbers (one per feature "
+                        "column), got %s",
+                        PATH(where, key), GOT(v));
+    *n = one ? 1 : (size_t)cJSON_GetArraySize(v);
+    *out = hfeed__calloc(*n, sizeof **out);
+    if (*out == NULL) return nomem(err);
+    for (const cJSON *x = one ? v : v->child; x != NULL; x = one ? NULL : x->next, i++) {
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) {
+            if (one) return CFG_FAIL(err, "%s: expected a finite number, got %s", PATH(where, key),
+                                     GOT(x));
+            return CFG_FAIL(err, "%s[%zu]: expected a finite number, got %s", PATH(where, key), i,
+                            GOT(x));
+        }
+        (*out)[i] = x->valuedouble;
+    }
+    return HFEED_OK;
+}
+
+/* Reads a field's transform keys (see struct hfeed__field_config); they need a float dtype. */
+static hfeed_status parse_transform(const cJSON *f, size_t i, struct hfeed__field_config *out,
+                                    struct hfeed__err *err)
+{
+    static const char *const keys[] = {"normalize", "scale", "offset"};
+    char where[32];
+    int standard = 0;
+    snprintf(where, sizeof where, "fields[%zu]", i);
+    HFEED__CHECK(get_enum(f, where, "normalize", normalize_choices, &standard, err));
+    HFEED__CHECK(get_numbers(f, where, "scale", &out->scale, &out->nscale, err));
+    HFEED__CHECK(get_numbers(f, where, "offset", &out->offset, &out->noffset, err));
+    out->standardize = standard != 0;
+    const bool is_float = out->dtype == HFEED_DTYPE_FLOAT32 || out->dtype == HFEED_DTYPE_FLOAT64;
+    for (size_t k = 0; k < 3 && !is_float; k++) {
+        if (cJSON_GetObjectItemCaseSensitive(f, keys[k]) == NULL) continue;
+        if (k == 0 && !out->standardize) continue; /* "normalize": "none" needs nothing */
+        return CFG_FAIL(err,
+                        "%s: a transform needs \"dtype\": \"float32\" or \"float64\", but "
+                        "%s.dtype is %s",
+                        PATH(where, keys[k]), where,
+                        out->native ? "\"native\"" : QUOTE(hfeed_dtype_name(out->dtype)));
+    }
+    return HFEED_OK;
+}
+
 static hfeed_status parse_fields(const cJSON *root, struct ctx *cx, struct hfeed__config *c)
 {
     const cJSON *arr = NULL;
@@ -394,6 +455,7 @@ static hfeed_status parse_fields(const cJSON *root, struct ctx *cx, struct hfeed
     c->nfields = n;
     for (const cJSON *f = arr->child; f != NULL; f = f->next, i++) {
         HFEED__CHECK(parse_field(f, i, &c->fields[i], cx->err));
+        HFEED__CHECK(parse_transform(f, i, &c->fields[i], cx->err));
         for (size_t j = 0; j < i; j++) {
             if (strcmp(c->fields[j].name, c->fields[i].name) == 0)
                 return CFG_FAIL(cx->err, "fields[%zu].name: %s is already the name of fields[%zu]",
@@ -520,6 +582,35 @@ static hfeed_status parse_shard(const cJSON *root, struct ctx *cx, struct hfeed_
                     GOT(v));
 }
 
+static hfeed_status parse_output(const cJSON *root, struct ctx *cx, struct hfeed__config *c)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "output");
+    struct hfeed__output_config *o = &c->output;
+    const char *path = NULL;
+    int gzip = 0;
+    uint64_t level = 4;
+    if (v == NULL) return HFEED_OK;
+    if (!cJSON_IsObject(v))
+        return CFG_FAIL(cx->err, "output: expected an object {\"path\": ...}, got %s", GOT(v));
+    HFEED__CHECK(check_keys(v, output_keys, "output", cx->err));
+    HFEED__CHECK(require_string(v, "output", "path", &path, cx->err));
+    HFEED__CHECK(get_uint(v, "output", "chunk_rows", 0, 1u << 30, &o->chunk_rows, cx->err));
+    HFEED__CHECK(get_enum(v, "output", "compression", compression_choices, &gzip, cx->err));
+    HFEED__CHECK(get_uint(v, "output", "gzip_level", 1, 9, &level, cx->err));
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(v, "shuffle");
+    if (sh != NULL && !cJSON_IsBool(sh))
+        return CFG_FAIL(cx->err, "output.shuffle: expected true or false, got %s", GOT(sh));
+    o->shuffle = cJSON_IsTrue(sh);
+    if (!gzip && cJSON_GetObjectItemCaseSensitive(v, "gzip_level") != NULL)
+        return CFG_FAIL(cx->err, "output.gzip_level: needs \"compression\": \"gzip\"");
+    o->gzip_level = gzip ? (int)level : 0;
+    if (o->chunk_rows == 0 && (gzip || o->shuffle))
+        return CFG_FAIL(cx->err, "output.chunk_rows: 0 (contiguous) cannot hold %s; use chunks",
+                        gzip ? "compression" : "the shuffle filter");
+    o->present = true;
+    return absolute_path(cx, path, &o->path);
+}
+
 static hfeed_status parse_root(const cJSON *root, struct ctx *cx, struct hfeed__config *c)
 {
     if (!cJSON_IsObject(root))
@@ -529,6 +620,7 @@ static hfeed_status parse_root(const cJSON *root, struct ctx *cx, struct hfeed__
     HFEED__CHECK(parse_fields(root, cx, c));
     HFEED__CHECK(parse_scalars(root, c, cx->err));
     HFEED__CHECK(parse_device(root, c, cx->err));
+    HFEED__CHECK(parse_output(root, cx, c));
     return parse_shard(root, cx, c);
 }
 
@@ -595,7 +687,8 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
                                     .shard_pad = true,
                                     .direct = true,
                                     .cache_mb = 256,
-                                    .pinned = true};
+                                    .pinned = true,
+                                    .output.chunk_rows = HFEED__OUTPUT_AUTO_CHUNK};
         st = parse_root(root, &cx, c);
     }
     cJSON_Delete(root);
@@ -616,7 +709,10 @@ void hfeed__config_destroy(struct hfeed__config *c)
     for (size_t i = 0; c->fields != NULL && i < c->nfields; i++) {
         hfeed__free(c->fields[i].name);
         hfeed__free(c->fields[i].dataset);
+        hfeed__free(c->fields[i].scale);
+        hfeed__free(c->fields[i].offset);
     }
+    hfeed__free(c->output.path);
     hfeed__free(c->files);
     hfeed__free(c->fields);
     hfeed__free(c);

@@ -32,7 +32,27 @@ struct hfeed__field_config {
     char *dataset;     /* HDF5 path, e.g. "/features" */
     bool native;       /* "dtype": "native": keep the stored type, native byte order */
     hfeed_dtype dtype; /* float32, float64, int32 or int64 when !native; INVALID when native */
+    /* Transforms (need a float dtype): y = (x - mean) / std * scale + offset per feature column,
+     * mean/std from the loader's first pass when standardize, else 0/1. */
+    bool standardize; /* "normalize": "standard" (default "none") */
+    double *scale;    /* NULL: 1; nscale = 1 applies to every column, else one per column */
+    size_t nscale;
+    double *offset; /* NULL: 0; noffset as nscale */
+    size_t noffset;
 };
+
+/* The "output" section: what `h5feed convert` writes. Loader opens ignore it. */
+struct hfeed__output_config {
+    bool present;         /* the config has an "output" object */
+    char *path;           /* required; made absolute against the base dir */
+    uint64_t chunk_rows;  /* rows per chunk; 0 = contiguous; default: HFEED__OUTPUT_AUTO_CHUNK */
+    int gzip_level;       /* 0 = "compression": "none" (default), 1..9 = "gzip" */
+    bool shuffle;         /* HDF5 shuffle filter; default false */
+};
+
+/* chunk_rows when the key is absent: about 1 MiB of the field's output rows per chunk, decided
+ * when the output is created. */
+#define HFEED__OUTPUT_AUTO_CHUNK UINT64_MAX
 
 struct hfeed__config {
     char **files; /* patterns as written, made absolute against the base dir */
@@ -57,6 +77,7 @@ struct hfeed__config {
     bool direct;         /* "read_path": "auto" (default) reads without HDF5 where it can;
                           * "hdf5" reads everything through H5Dread */
     uint64_t cache_mb;   /* decoded-chunk cache budget in MiB, >= 0; default 256 */
+    struct hfeed__output_config output;
 };
 
 /* Parses and validates json. base_dir (NULL = current directory) makes relative file paths

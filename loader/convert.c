@@ -19,7 +19,12 @@
  *
  * Integer -> float is the C cast from the integer itself (int64 -> float directly, never through
  * double, which would round twice). Integer -> integer checks the range of a whole block first,
- * converts up to the first value that does not fit and reports its index. */
+ * converts up to the first value that does not fit and reports its index.
+ *
+ * Transforms (affine_run) take the generic path's shape: decode a block, turn it into float64
+ * in place, apply the per-column formula in place, encode as a float block. The formula is
+ * written exactly as documented, (x - center) / divide * scale + offset, not folded into one
+ * multiply-add, so that float64 results equal a plain reference computation bit for bit. */
 #include "convert.h"
 
 #include <assert.h>
@@ -484,6 +489,56 @@ static hfeed_status generic_run(const struct hfeed__conv *c, const unsigned char
     return HFEED_OK;
 }
 
+/* ---- transforms --------------------------------------------------------------------------- */
+
+void hfeed__conv_set_affine(struct hfeed__conv *c, const struct hfeed__affine *a)
+{
+    assert(a == NULL || c->dst == HFEED_DTYPE_FLOAT32 || c->dst == HFEED_DTYPE_FLOAT64);
+    c->affine = a;
+    if (a != NULL) c->copy = false;
+}
+
+/* Applies the transform to k float64 values in place; *col is the column of f[0] and comes back
+ * as the column after the last one. */
+static void affine_block(const struct hfeed__affine *a, double *f, size_t k, size_t *col)
+{
+    size_t j = *col;
+    for (size_t i = 0; i < k; i++) {
+        f[i] = (f[i] - a->center[j]) / a->divide[j] * a->scale[j] + a->offset[j];
+        if (++j == a->cols) j = 0;
+    }
+    *col = j;
+}
+
+static void affine_run(const struct hfeed__conv *c, const unsigned char *s, unsigned char *d,
+                       size_t n, struct hfeed__conv_counts *counts)
+{
+    const size_t dsize = c->dst == HFEED_DTYPE_FLOAT32 ? 4 : 8;
+    union scratch b;
+    size_t col = 0;
+    for (size_t done = 0; done < n;) {
+        const size_t k = n - done < BLOCK ? n - done : BLOCK;
+        const enum kind kind = decode(c->src, s + done * c->src.size, k, &b);
+        if (kind == KIND_INT) {
+            for (size_t j = 0; j < k; j++) {
+                const double x = (double)b.i[j]; /* the same slot: read, then write */
+                b.f[j] = x;
+            }
+        } else if (kind == KIND_UINT) {
+            for (size_t j = 0; j < k; j++) {
+                const double x = (double)b.u[j];
+                b.f[j] = x;
+            }
+        }
+        affine_block(c->affine, b.f, k, &col);
+        if (dsize == 4)
+            encode_float32(KIND_FLOAT, &b, k, d + done * 4, counts);
+        else
+            encode_float64(KIND_FLOAT, &b, k, d + done * 8, counts);
+        done += k;
+    }
+}
+
 void hfeed__conv_count(const struct hfeed__conv *c, const void *data, size_t n,
                        struct hfeed__conv_counts *counts)
 {
@@ -501,6 +556,10 @@ hfeed_status hfeed__conv_run(const struct hfeed__conv *c, const void *src, void 
     const size_t size = c->src.size;
     const bool is_float = c->src.cls == HFEED__CLASS_FLOAT;
     if (n == 0) return HFEED_OK;
+    if (c->affine != NULL) {
+        affine_run(c, s, d, n, counts);
+        return HFEED_OK;
+    }
     if (c->copy) {
         memcpy(d, s, n * size);
         hfeed__conv_count(c, d, n, counts);

@@ -4,7 +4,12 @@
  * Rules: float -> float rounds to nearest even (the C cast; numpy's astype); integer -> float is
  * the C cast; integer -> integer must fit, or the run fails with HFEED_E_RANGE and the index of
  * the first value that did not; float -> integer is refused when planning. Source NaNs are
- * counted, and so are finite source values that became +-inf in a narrower float type. */
+ * counted, and so are finite source values that became +-inf in a narrower float type.
+ *
+ * Transforms: a conversion may carry a per-column affine transform (struct hfeed__affine), for
+ * the fields' "normalize"/"scale"/"offset" keys. Each element is then decoded to float64 (exact
+ * for every stored type but integers beyond 2^53), transformed in float64, and rounded once to
+ * the float output dtype; still one pass, block by block through an L1-sized scratch. */
 #ifndef HFEED_CONVERT_H
 #define HFEED_CONVERT_H
 
@@ -15,10 +20,20 @@
 #include "error.h"
 #include "types.h"
 
+/* y = (x - center[j]) / divide[j] * scale[j] + offset[j], in float64, where j is the element's
+ * feature column: its index within the sample (C order), i.e. element index % cols. The four
+ * arrays hold cols values each and are borrowed (they must outlive every conversion using them).
+ * With center 0, divide 1, scale 1 and offset 0 the result is x itself, exactly. */
+struct hfeed__affine {
+    size_t cols;
+    const double *center, *divide, *scale, *offset;
+};
+
 struct hfeed__conv {
     struct hfeed__type src;
     hfeed_dtype dst;
     bool copy; /* bytes pass unchanged: the conversion is a memcpy */
+    const struct hfeed__affine *affine; /* NULL: no transform */
 };
 
 struct hfeed__conv_counts {
@@ -35,8 +50,13 @@ hfeed_dtype hfeed__conv_native(struct hfeed__type src);
 hfeed_status hfeed__conv_plan(struct hfeed__type src, hfeed_dtype dst, struct hfeed__conv *out,
                               struct hfeed__err *err);
 
+/* Adds a transform to a planned conversion (whose dst must be float32 or float64); a NULL a
+ * removes it. Conversions with a transform are never copies. */
+void hfeed__conv_set_affine(struct hfeed__conv *c, const struct hfeed__affine *a);
+
 /* Converts n elements from src (stored bytes) to dst (output dtype, native order); the buffers
- * do not overlap. Adds to *counts (may be NULL).
+ * do not overlap. Adds to *counts (may be NULL). With a transform, src must start at a
+ * sample's first element (column 0), and NaN/overflow are counted on the transformed values.
  * Returns: HFEED_OK, or HFEED_E_RANGE with *bad set to the index of the first element that does
  * not fit an integer output (elements before it were converted). */
 hfeed_status hfeed__conv_run(const struct hfeed__conv *c, const void *src, void *dst, size_t n,

@@ -544,6 +544,33 @@ hfeed_status hfeed__h5_dset_read_rows(struct hfeed__h5dset *d, uint64_t row, uin
     return transfer_rows(d, row, nrows, dst, NULL, HFEED_E_READ, err);
 }
 
+hfeed_status hfeed__h5_dset_write_attr_f64(struct hfeed__h5dset *d, const char *name,
+                                           const double *v, size_t n, struct hfeed__err *err)
+{
+    const hsize_t dim = n;
+    hfeed_status st = HFEED_OK;
+    lock();
+    const hid_t space = H5Screate_simple(1, &dim, NULL);
+    const hid_t a = H5Acreate2(d->id, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, H5T_NATIVE_DOUBLE, v) < 0)
+        st = fail_h5(err, HFEED_E_FILE, "file \"%s\" dataset \"%s\": cannot write attribute \"%s\"",
+                     d->file->path, d->name, name);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    unlock();
+    return st;
+}
+
+hfeed_status hfeed__h5_file_flush(struct hfeed__h5file *f, struct hfeed__err *err)
+{
+    hfeed_status st = HFEED_OK;
+    lock();
+    if (H5Fflush(f->id, H5F_SCOPE_GLOBAL) < 0)
+        st = fail_h5(err, HFEED_E_FILE, "file \"%s\": cannot flush", f->path);
+    unlock();
+    return st;
+}
+
 hfeed_status hfeed__h5_dset_write_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
                                        const void *src, struct hfeed__err *err)
 {

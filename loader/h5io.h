@@ -101,6 +101,16 @@ hfeed_status hfeed__h5_dset_read_rows(struct hfeed__h5dset *d, uint64_t row, uin
 hfeed_status hfeed__h5_dset_write_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
                                        const void *src, struct hfeed__err *err);
 
+/* Attaches a 1-D float64 attribute `name` of n values (n >= 1) to the dataset.
+ * Returns: HFEED_OK or HFEED_E_FILE naming the file, dataset and attribute. */
+hfeed_status hfeed__h5_dset_write_attr_f64(struct hfeed__h5dset *d, const char *name,
+                                           const double *v, size_t n, struct hfeed__err *err);
+
+/* Flushes everything written to the file to the operating system (H5Fflush), so that a write
+ * error shows here, before the caller trusts the file.
+ * Returns: HFEED_OK or HFEED_E_FILE naming the file. */
+hfeed_status hfeed__h5_file_flush(struct hfeed__h5file *f, struct hfeed__err *err);
+
 /* Describes d's storage for the direct path; out->unsupported names why HDF5 must read it
  * instead (a filter the codec lacks, external storage, a non-default file driver, ...).
  * Returns: HFEED_OK or HFEED_E_DATASET. */

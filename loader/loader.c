@@ -27,9 +27,11 @@
 #include "error.h"
 #include "h5feed.h"
 #include "h5io.h"
+#include "loader.h"
 #include "prefetch.h"
 #include "reader.h"
 #include "sampler.h"
+#include "transform.h"
 #include "upload.h"
 
 struct hfeed_batch {
@@ -50,6 +52,7 @@ struct hfeed_loader {
     struct hfeed__upload *upload;   /* NULL on the CPU */
     struct hfeed__ring *out;        /* the ring the consumer takes from: dev_ring or ring */
     struct hfeed__slot_memory host_mem, dev_mem;
+    struct hfeed__transforms *xf; /* the fields' transforms; conversions point into it */
     struct hfeed_batch *batches; /* one public handle per slot of out */
     hfeed_loader_info info;
     atomic_uint refs; /* 1 for the open handle + 1 per borrowed batch */
@@ -87,6 +90,7 @@ static void destroy(struct hfeed_loader *l)
     if (l->dev != NULL) l->dev_ops->close(l->dev);
     hfeed__sampler_destroy(l->sampler);
     hfeed__catalog_close(l->cat);
+    hfeed__transform_destroy(l->xf);
     hfeed__config_destroy(l->cfg);
     hfeed__free(l->batches);
     hfeed__free(l);
@@ -284,8 +288,8 @@ static void stop_stages(struct hfeed_loader *l)
 }
 
 /* Builds a loader from a parsed config (which it takes over, also on failure). */
-static hfeed_status open_config(struct hfeed__config *cfg, const struct hfeed__logger *log,
-                                hfeed_loader **out, struct hfeed__err *err)
+hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct hfeed__logger *log,
+                                       hfeed_loader **out, struct hfeed__err *err)
 {
     struct hfeed_loader *l = hfeed__calloc(1, sizeof *l);
     if (l == NULL) {
@@ -297,6 +301,7 @@ static hfeed_status open_config(struct hfeed__config *cfg, const struct hfeed__l
     apply_env(cfg, log);
     hfeed_status st = open_device(l, log, err);
     if (st == HFEED_OK) st = hfeed__catalog_open(cfg, log, &l->cat, err);
+    if (st == HFEED_OK) st = hfeed__transform_open(cfg, l->cat, log, &l->xf, err);
     if (st == HFEED_OK) st = make_sampler(l, err);
     if (st == HFEED_OK) {
         l->info.batches_per_epoch = hfeed__sampler_batches_per_epoch(l->sampler);
@@ -322,7 +327,7 @@ static hfeed_status finish_open(hfeed_status st, struct hfeed__config *cfg,
                                 const struct hfeed__logger *log, hfeed_loader **out,
                                 struct hfeed__err *err, char *errbuf, size_t errbuf_len)
 {
-    if (st == HFEED_OK) st = open_config(cfg, log, out, err);
+    if (st == HFEED_OK) st = hfeed__loader_open_config(cfg, log, out, err);
     if (st != HFEED_OK) hfeed__err_copy(err, errbuf, errbuf_len);
     return st;
 }
@@ -524,5 +529,17 @@ hfeed_status hfeed_batch_get_indices(const hfeed_batch *b, const uint64_t **out)
 {
     if (b == NULL || out == NULL) return HFEED_E_INVALID_ARG;
     *out = b->slot->indices;
+    return HFEED_OK;
+}
+
+hfeed_status hfeed_loader_get_field_stats(const hfeed_loader *l, size_t field, const double **mean,
+                                          const double **std, size_t *n)
+{
+    if (mean != NULL) *mean = NULL;
+    if (std != NULL) *std = NULL;
+    if (n != NULL) *n = 0;
+    if (l == NULL || mean == NULL || std == NULL || n == NULL || field >= l->cfg->nfields)
+        return HFEED_E_INVALID_ARG;
+    (void)hfeed__transform_stats(l->xf, field, mean, std, n);
     return HFEED_OK;
 }

@@ -16,7 +16,8 @@
     X(HFEED_E_DEVICE, "device unavailable")                                      \
     X(HFEED_E_BUSY, "busy: batches still borrowed")                              \
     X(HFEED_E_THREAD, "thread error")                                            \
-    X(HFEED_E_RANGE, "value out of range")
+    X(HFEED_E_RANGE, "value out of range")                                       \
+    X(HFEED_E_CANCELED, "canceled")
 
 const char *hfeed_strerror(int status)
 {

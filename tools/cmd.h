@@ -25,6 +25,9 @@ typedef int (*hfeed_cmd_fn)(int argc, char **argv);
  * runs a loader over every configured epoch and reports. */
 int hfeed_cmd_bench(int argc, char **argv);
 
+/* `h5feed convert CONFIG [--quiet]`: writes the config's pipeline output with hfeed_convert(). */
+int hfeed_cmd_convert(int argc, char **argv);
+
 /* `h5feed synth --out FILE [...]`: writes a synthetic dataset with hfeed_synth_write(). */
 int hfeed_cmd_synth(int argc, char **argv);
 

@@ -17,6 +17,8 @@ struct command {
 static const struct command commands[] = {
     {"bench", hfeed_cmd_bench,
      "run a loader over every epoch of a config; report speed and digest"},
+    {"convert", hfeed_cmd_convert,
+     "write a config's pipeline output (casts, transforms, order) to a new HDF5 file"},
     {"synth", hfeed_cmd_synth, "write a synthetic HDF5 dataset (/features, /labels)"},
 };
 

@@ -718,9 +718,107 @@ Test(config, refuses_unknown_top_level_keys)
     must_fail(with("'comment': 'hello'"), "unknown key \"comment\" (top level)");
 }
 
-Test(config, refuses_the_reserved_output_key)
+/* ---- Transforms and the output section ------------------------------------------------------ */
+
+/* A config whose one field is {'name': 'x', 'dataset': '/x', <field_extra>}. */
+static const char *with_field(const char *field_extra)
 {
-    must_fail(with("'output': {'dtype': 'float16'}"), "unknown key \"output\" (top level)");
+    static char buf[1024];
+    snprintf(buf, sizeof buf,
+             "{'files': ['a.h5'], 'fields': [{'name': 'x', 'dataset': '/x', %s}]}", field_extra);
+    return buf;
+}
+
+Test(config, reads_transform_keys)
+{
+    struct hfeed__config *c =
+        must_parse(with_field("'dtype': 'float64', 'normalize': 'standard', 'scale': [1, 2.5], "
+                              "'offset': -3"));
+    const struct hfeed__field_config *f = &c->fields[0];
+    cr_assert(f->standardize);
+    cr_assert_eq(f->nscale, 2);
+    cr_assert_eq(f->scale[0], 1.0);
+    cr_assert_eq(f->scale[1], 2.5);
+    cr_assert_eq(f->noffset, 1);
+    cr_assert_eq(f->offset[0], -3.0);
+    hfeed__config_destroy(c);
+    c = must_parse(with("'batch_size': 8"));
+    cr_assert(!c->fields[0].standardize);
+    cr_assert_null(c->fields[0].scale);
+    cr_assert_null(c->fields[0].offset);
+    cr_assert(!c->output.present);
+    hfeed__config_destroy(c);
+    c = must_parse(with_field("'dtype': 'int64', 'normalize': 'none'")); /* "none" needs nothing */
+    cr_assert(!c->fields[0].standardize);
+    hfeed__config_destroy(c);
+}
+
+Test(config, refuses_bad_transform_keys)
+{
+    must_fail(with_field("'normalize': 'minmax'"),
+              "fields[0].normalize: expected one of \"none\", \"standard\", got \"minmax\"");
+    must_fail(with_field("'normalize': true"), "fields[0].normalize: expected one of");
+    must_fail(with_field("'scale': '2'"), "fields[0].scale: expected a number or a non-empty array");
+    must_fail(with_field("'scale': []"), "fields[0].scale: expected a number or a non-empty array");
+    must_fail(with_field("'offset': [1, null]"),
+              "fields[0].offset[1]: expected a finite number, got null");
+    must_fail(with_field("'scale': 1e999"), "fields[0].scale: expected a finite number");
+    must_fail(with_field("'dtype': 'int32', 'normalize': 'standard'"),
+              "fields[0].normalize: a transform needs \"dtype\": \"float32\" or \"float64\", "
+              "but fields[0].dtype is \"int32\"");
+    must_fail(with_field("'dtype': 'native', 'scale': 2"),
+              "fields[0].scale: a transform needs \"dtype\": \"float32\" or \"float64\", but "
+              "fields[0].dtype is \"native\"");
+    must_fail(with_field("'dtype': 'int64', 'offset': [1]"), "fields[0].offset: a transform needs");
+    must_fail(with_field("'Normalize': 'standard'"), "fields[0]: unknown key \"Normalize\"");
+}
+
+Test(config, reads_the_output_section)
+{
+    struct hfeed__config *c = must_parse(with("'output': {'path': 'out/x.h5'}"));
+    cr_assert(c->output.present);
+    cr_assert_str_eq(c->output.path, "/base/out/x.h5");
+    cr_assert_eq(c->output.chunk_rows, HFEED__OUTPUT_AUTO_CHUNK);
+    cr_assert_eq(c->output.gzip_level, 0);
+    cr_assert(!c->output.shuffle);
+    hfeed__config_destroy(c);
+    c = must_parse(with("'output': {'path': '/abs.h5', 'chunk_rows': 64, 'compression': 'gzip', "
+                        "'gzip_level': 9, 'shuffle': true}"));
+    cr_assert_str_eq(c->output.path, "/abs.h5");
+    cr_assert_eq(c->output.chunk_rows, 64);
+    cr_assert_eq(c->output.gzip_level, 9);
+    cr_assert(c->output.shuffle);
+    hfeed__config_destroy(c);
+    c = must_parse(with("'output': {'path': 'o.h5', 'compression': 'gzip'}"));
+    cr_assert_eq(c->output.gzip_level, 4); /* the default level */
+    hfeed__config_destroy(c);
+    c = must_parse(with("'output': {'path': 'o.h5', 'chunk_rows': 0}"));
+    cr_assert_eq(c->output.chunk_rows, 0);
+    hfeed__config_destroy(c);
+}
+
+Test(config, refuses_bad_output_keys)
+{
+    must_fail(with("'output': {'dtype': 'float16'}"), "output: unknown key \"dtype\"");
+    must_fail(with("'output': 'x.h5'"), "output: expected an object");
+    must_fail(with("'output': {}"), "output.path: required key missing");
+    must_fail(with("'output': {'path': ''}"), "output.path: expected a non-empty string");
+    must_fail(with("'output': {'path': 'o.h5', 'chunk_rows': -1}"),
+              "output.chunk_rows: expected an integer from 0 to");
+    must_fail(with("'output': {'path': 'o.h5', 'chunk_rows': 1.5}"), "output.chunk_rows:");
+    must_fail(with("'output': {'path': 'o.h5', 'compression': 'lzf'}"),
+              "output.compression: expected one of \"none\", \"gzip\", got \"lzf\"");
+    must_fail(with("'output': {'path': 'o.h5', 'compression': 'gzip', 'gzip_level': 10}"),
+              "output.gzip_level: expected an integer from 1 to 9, got 10");
+    must_fail(with("'output': {'path': 'o.h5', 'gzip_level': 3}"),
+              "output.gzip_level: needs \"compression\": \"gzip\"");
+    must_fail(with("'output': {'path': 'o.h5', 'shuffle': 1}"),
+              "output.shuffle: expected true or false, got 1");
+    must_fail(with("'output': {'path': 'o.h5', 'chunk_rows': 0, 'shuffle': true}"),
+              "output.chunk_rows: 0 (contiguous) cannot hold the shuffle filter");
+    must_fail(with("'output': {'path': 'o.h5', 'chunk_rows': 0, 'compression': 'gzip'}"),
+              "output.chunk_rows: 0 (contiguous) cannot hold compression");
+    must_fail(with("'output': {'path': 'o.h5', 'path': 'p.h5'}"), "output: duplicate key");
 }
 
 Test(config, refuses_duplicate_top_level_keys)

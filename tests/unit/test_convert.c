@@ -602,3 +602,118 @@ Test(convert, copy_only_when_bytes_pass_unchanged)
     cr_assert_eq(hfeed__conv_plan(f64, HFEED_DTYPE_FLOAT64, &c, NULL), HFEED_OK);
     cr_assert_eq(c.copy, !host_be);
 }
+
+/* ---- transforms ----------------------------------------------------------------------------- */
+
+/* The reference for one transformed element: the documented formula, written out here. */
+static double affine_ref(double x, double center, double divide, double scale, double offset)
+{
+    return (x - center) / divide * scale + offset;
+}
+
+/* Runs n elements of type t (values v[i], encoded here in t's byte order) through a 3-column
+ * transform and compares each output with the reference rounded once to dst. n crosses the
+ * converter's 256-element blocks at a column that is not 0, so a column count that restarted
+ * per block would show. */
+static void check_affine(struct hfeed__type t, hfeed_dtype dst, const double *v, size_t n)
+{
+    static const double center[3] = {1.5, -2.0, 1e6};
+    static const double divide[3] = {2.0, 0.1, 3.0};
+    static const double scale[3] = {1.0, -4.0, 0.5};
+    static const double offset[3] = {0.0, 7.25, -1.0};
+    const struct hfeed__affine a = {3, center, divide, scale, offset};
+    unsigned char src[8 * 1024];
+    unsigned char out[8 * 1024];
+    cr_assert(n <= 1024);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bits;
+        if (t.cls == HFEED__CLASS_FLOAT && t.size == 8) {
+            memcpy(&bits, &v[i], 8);
+        } else if (t.cls == HFEED__CLASS_FLOAT) {
+            const float f = (float)v[i];
+            uint32_t b32;
+            memcpy(&b32, &f, 4);
+            bits = b32;
+        } else {
+            bits = (uint64_t)(int64_t)v[i];
+        }
+        put_bytes(src + i * t.size, bits, t.size, t.big_endian);
+    }
+    struct hfeed__conv c;
+    cr_assert_eq(hfeed__conv_plan(t, dst, &c, NULL), HFEED_OK);
+    hfeed__conv_set_affine(&c, &a);
+    cr_assert(!c.copy);
+    cr_assert_eq(hfeed__conv_run(&c, src, out, n, NULL, NULL), HFEED_OK);
+    for (size_t i = 0; i < n; i++) {
+        const size_t j = i % 3;
+        const double x = t.cls == HFEED__CLASS_FLOAT && t.size == 4 ? (double)(float)v[i] : v[i];
+        const double y = affine_ref(x, center[j], divide[j], scale[j], offset[j]);
+        if (dst == HFEED_DTYPE_FLOAT32) {
+            float got;
+            memcpy(&got, out + 4 * i, 4);
+            cr_assert_eq(got, (float)y, "element %zu (column %zu): got %.9g, want %.9g", i, j,
+                         (double)got, (double)(float)y);
+        } else {
+            double got;
+            memcpy(&got, out + 8 * i, 8);
+            cr_assert_eq(got, y, "element %zu (column %zu): got %.17g, want %.17g", i, j, got, y);
+        }
+    }
+}
+
+Test(convert, affine_matches_the_formula_per_column_for_each_type_and_order)
+{
+    double v[1000];
+    for (size_t i = 0; i < 1000; i++)
+        v[i] = (double)((int64_t)(i * 7919u % 2001u) - 1000) * 1.25; /* mixed signs */
+    double iv[1000];
+    for (size_t i = 0; i < 1000; i++)
+        iv[i] = (double)((int64_t)(i * 7919u % 60001u) - 30000); /* fits int16 */
+    for (int be = 0; be <= 1; be++) {
+        const struct hfeed__type tf64 = {HFEED__CLASS_FLOAT, 8, be};
+        const struct hfeed__type tf32 = {HFEED__CLASS_FLOAT, 4, be};
+        const struct hfeed__type ti16 = {HFEED__CLASS_INT, 2, be};
+        const struct hfeed__type ti64 = {HFEED__CLASS_INT, 8, be};
+        for (int d = HFEED_DTYPE_FLOAT32; d <= HFEED_DTYPE_FLOAT64; d++) {
+            check_affine(tf64, (hfeed_dtype)d, v, 1000);
+            check_affine(tf32, (hfeed_dtype)d, v, 999);
+            check_affine(ti16, (hfeed_dtype)d, iv, 1000);
+            check_affine(ti64, (hfeed_dtype)d, iv, 257);
+        }
+    }
+}
+
+Test(convert, identity_affine_keeps_float64_exact)
+{
+    static const double zero = 0.0, one = 1.0;
+    const struct hfeed__affine a = {1, &zero, &one, &one, &zero};
+    const double src[4] = {0.1, -3.0e300, 5e-324, NAN};
+    double out[4];
+    struct hfeed__conv c;
+    struct hfeed__conv_counts counts = {0, 0};
+    cr_assert_eq(hfeed__conv_plan(f64, HFEED_DTYPE_FLOAT64, &c, NULL), HFEED_OK);
+    hfeed__conv_set_affine(&c, &a);
+    cr_assert_eq(hfeed__conv_run(&c, src, out, 4, &counts, NULL), HFEED_OK);
+    if (!host_is_big_endian()) {
+        cr_assert_eq(memcmp(src, out, 3 * sizeof *out), 0);
+        cr_assert(isnan(out[3]));
+        cr_assert_eq(counts.nan, 1);
+    }
+}
+
+Test(convert, affine_counts_overflow_into_float32)
+{
+    static const double zero = 0.0, one = 1.0, big = 1e300;
+    const struct hfeed__affine a = {1, &zero, &one, &big, &zero};
+    const double src[3] = {1.0, 0.0, -1.0};
+    float out[3];
+    struct hfeed__conv c;
+    struct hfeed__conv_counts counts = {0, 0};
+    cr_assert_eq(hfeed__conv_plan(f64, HFEED_DTYPE_FLOAT32, &c, NULL), HFEED_OK);
+    hfeed__conv_set_affine(&c, &a);
+    cr_assert_eq(hfeed__conv_run(&c, src, out, 3, &counts, NULL), HFEED_OK);
+    cr_assert(isinf(out[0]) && out[0] > 0);
+    cr_assert_eq(out[1], 0.0f);
+    cr_assert(isinf(out[2]) && out[2] < 0);
+    cr_assert_eq(counts.overflow, 2);
+}
