@@ -334,7 +334,7 @@ int bench_write_csv(const char *path, const struct bench_series *s, char *msg, s
 
 /* Plot geometry, in SVG user units. */
 #define SVG_W 820
-#define SVG_H 560
+#define SVG_H 580
 #define PLOT_L 90.0  /* left edge of the plot area */
 #define PLOT_R 580.0 /* right edge; the legend sits to its right */
 #define PLOT_T 60.0
@@ -483,12 +483,13 @@ static void svg_legend(FILE *f, double mean, double mean_y)
 /* One horizontal bar per stage, scaled to the longest, with its seconds. */
 static void svg_stages(FILE *f, const struct bench_stages *st)
 {
-    static const char *const colors[4] = {"#2ca02c", "#ff7f0e", "#9467bd", "#d62728"};
-    const char *names[4] = {"read (workers)", "decode (workers)", "convert (workers)",
-                            "consumer wait"};
-    const double secs[4] = {st->read, st->decode, st->convert, st->wait};
+    static const char *const colors[5] = {"#2ca02c", "#ff7f0e", "#9467bd", "#d62728", "#1f77b4"};
+    const char *names[5] = {"read (workers)", "decode (workers)", "convert (workers)",
+                            "consumer wait", "upload (device)"};
+    const double secs[5] = {st->read, st->decode, st->convert, st->wait, st->upload};
+    const int nbars = st->upload > 0.0 ? 5 : 4; /* no upload stage on the CPU */
     double max = 0.0;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < nbars; k++) {
         max = secs[k] > max ? secs[k] : max;
     }
     const double top = PLOT_B + 80;
@@ -503,7 +504,7 @@ static void svg_stages(FILE *f, const struct bench_stages *st)
             PLOT_L - 60, top + 17, st->workers, st->workers == 1 ? "" : "s", st->seconds,
             st->warm ? "warm" : "cold");
     fprintf(f, "<g font-size=\"12\">\n");
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < nbars; k++) {
         const double y = top + 30 + k * 24;
         const double w = max > 0.0 ? secs[k] / max * BAR_W : 0.0;
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", BAR_L - 10,

@@ -86,6 +86,7 @@ void bench_progress_clear(struct bench_progress *p);
 struct bench_stages {
     double read, decode, convert; /* seconds, summed over workers */
     double wait;                  /* seconds the consumer blocked in hfeed_loader_next() */
+    double upload;                /* device seconds of host-to-device copies; 0 on the CPU */
     double seconds;               /* the run's wall time */
     unsigned workers;
     int warm;

@@ -384,6 +384,7 @@ static int write_files(const char *config, const struct bench_run *run, const ch
             .decode = (double)s->decode_ns * 1e-9,
             .convert = (double)s->convert_ns * 1e-9,
             .wait = (double)s->wait_ns * 1e-9,
+            .upload = (double)s->upload_ns * 1e-9,
             .seconds = run->seconds,
             .workers = run->info.workers,
             .warm = run->warm,
