@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The GPU half of issue #4's checks, run on a machine with an NVIDIA GPU from a build packed on
+# another machine (that GPU machine has no HDF5 C library, cJSON or Criterion):
+#
+#   here:  cmake -S . -B build && cmake --build build -j      (CUDA backend: HFEED_CUDA=AUTO)
+#          ../shared/device/pack.sh build/h5feed build/limit_h2d build/tests/test_device_cuda \
+#              build/tests/test_device
+#   there: scripts/gpu-check.sh   (from the repository root, with .device/ carried along)
+#
+# Runs the GPU tests (device values equal host values, every sample once, 1000 open/close
+# cycles), the fake-device tests, and bench/upload.py (upload rate vs a plain cudaMemcpyAsync
+# loop, pinned vs pageable, starved share under --compute-ms). Logs go to $OUT (the device
+# tool's output folder) or ./gpu-out.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export LD_LIBRARY_PATH="$PWD/.device/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+status=0
+nvidia-smi -L 2>&1 | tee "$out/gpu.txt"
+.device/bin/test_device_cuda --verbose --jobs 1 >"$out/test_device_cuda.log" 2>&1 || status=1
+tail -n 3 "$out/test_device_cuda.log"
+.device/bin/test_device --verbose >"$out/test_device.log" 2>&1 || status=1
+tail -n 1 "$out/test_device.log"
+python3 bench/upload.py --h5feed .device/bin/h5feed --limit .device/bin/limit_h2d \
+    --dir "${TMPDIR:-/tmp}/h5feed-upload" --rounds "${ROUNDS:-5}" 2>&1 | tee "$out/upload.txt" \
+    || status=1
+cp "${TMPDIR:-/tmp}/h5feed-upload/upload-results.json" "$out/" 2>/dev/null || true
+exit $status
