@@ -24,8 +24,10 @@ import sys
 
 
 def run_json(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("upload.py: %s failed (exit %d):\n%s" % (" ".join(cmd), p.returncode, p.stderr))
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def main():
