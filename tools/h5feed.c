@@ -17,6 +17,8 @@ struct command {
 static const struct command commands[] = {
     {"bench", hfeed_cmd_bench,
      "run a loader over every epoch of a config; report speed and digest"},
+    {"inspect", hfeed_cmd_inspect,
+     "describe the datasets of HDF5 files; with a config, what each shuffle will cost"},
     {"synth", hfeed_cmd_synth, "write a synthetic HDF5 dataset (/features, /labels)"},
 };
 
