@@ -140,7 +140,7 @@ static double sequential_pairs(double rows, uint64_t b, uint64_t c)
 {
     const uint64_t n = (uint64_t)rows;
     if (n == 0) return 0.0;
-    uint64_t lcm = b / (uint64_t)gcd_u64(b, c) * c;
+    const uint64_t lcm = b / gcd_u64(b, c) * c;
     const double inside = (double)((n - 1) / c) - (double)((n - 1) / lcm);
     return ceil(rows / (double)b) + inside;
 }
@@ -210,7 +210,7 @@ void hfeed__cost_model(const struct hfeed__cost_params *p, hfeed_shuffle_cost *o
             const double bytes = (double)s->rows * frac * (double)s->row_bytes;
             delivered += bytes;
             if (s->rows == 0) continue;
-            if (!s->filtered || s->group_rows == 0 || s->chunk_bytes == 0) {
+            if (!s->filtered || s->group_rows == 0 || hfeed__cost_group_bytes(s) == 0) {
                 for (int m = 0; m < HFEED_SHUFFLE_MODES; m++)
                     cost[m].bytes_read += bytes;
                 continue;
