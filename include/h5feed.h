@@ -431,16 +431,18 @@ HFEED_API hfeed_status hfeed_report_create(const char *const *paths, size_t npat
                                            char *errbuf, size_t errbuf_len);
 
 /* Frees a report and every string it lent; NULL is a no-op.
+ * Ownership: r and every pointer its getters returned are invalid after the call.
  * Threads: not concurrently with other calls on r. */
 HFEED_API void hfeed_report_destroy(hfeed_report *r);
 
 /* Fills *out with the report's counts and the config settings it used.
- * Returns: HFEED_OK or HFEED_E_INVALID_ARG.
+ * Returns: HFEED_OK or HFEED_E_INVALID_ARG (*out zeroed).
+ * Ownership: plain values, nothing borrowed.
  * Threads: any; a report is read-only after creation. */
 HFEED_API hfeed_status hfeed_report_get_info(const hfeed_report *r, hfeed_report_info *out);
 
 /* Fills *out with dataset i (files in order, each file's objects in name order).
- * Returns: HFEED_OK or HFEED_E_INVALID_ARG (i out of range).
+ * Returns: HFEED_OK or HFEED_E_INVALID_ARG (NULL, or i out of range; *out zeroed).
  * Ownership: the strings in *out are borrowed from r; valid until hfeed_report_destroy().
  * Threads: any; a report is read-only after creation. */
 HFEED_API hfeed_status hfeed_report_get_dataset(const hfeed_report *r, size_t i,
@@ -457,7 +459,7 @@ HFEED_API hfeed_status hfeed_report_get_warning(const hfeed_report *r, size_t i,
                                                 hfeed_warning *out);
 
 /* Returns: the shuffle mode's config name ("none", "global", "chunk"); "invalid" for unknown
- * values; never NULL. */
+ * values; never NULL; static. Threads: any. */
 HFEED_API const char *hfeed_shuffle_name(hfeed_shuffle_mode mode);
 
 /* Returns: a static description of any status code; never NULL, also for unknown numbers. */
