@@ -351,6 +351,181 @@ HFEED_API hfeed_status hfeed_convert(const char *config_path, hfeed_progress_fn 
                                      hfeed_log_fn log, void *user, hfeed_convert_result *out,
                                      char *errbuf, size_t errbuf_len);
 
+/* ---- Inspection: what is in a file, and what reading it will cost (h5feed inspect) ----
+ *
+ * hfeed_report_create() reads metadata only (no data) and returns a report in plain memory:
+ * every dataset of the files, and with a config, a cost model per field and warnings. The model
+ * (docs/inspect.md) predicts, per epoch, the chunks decoded and the bytes read and decoded per
+ * byte delivered for each shuffle mode, from how the loader reads: uncompressed data on the
+ * direct path is read row by row (amplification 1); compressed chunks are decoded whole and
+ * shared through the decoded-chunk cache of cache_mb; H5Dread (the slow path) has HDF5's own
+ * 1 MiB chunk cache per dataset. It is a model: counts are expected values, not promises. */
+
+/* Storage layout of a dataset. Explicit numbers, append-only. */
+typedef enum {
+    HFEED_LAYOUT_NONE = 0,       /* not a numeric dataset: nothing described */
+    HFEED_LAYOUT_CONTIGUOUS = 1,
+    HFEED_LAYOUT_CHUNKED = 2,
+    HFEED_LAYOUT_COMPACT = 3,
+    HFEED_LAYOUT_OTHER = 4,      /* virtual or external storage */
+} hfeed_layout;
+
+/* Shuffle modes, as the config's "shuffle" names them. Explicit numbers, append-only. */
+typedef enum {
+    HFEED_SHUFFLE_NONE = 0,
+    HFEED_SHUFFLE_GLOBAL = 1,
+    HFEED_SHUFFLE_CHUNK = 2,
+} hfeed_shuffle_mode;
+#define HFEED_SHUFFLE_MODES 3
+
+/* How the loader reads a field's data. Explicit numbers, append-only. */
+typedef enum {
+    HFEED_READ_DIRECT = 1,        /* direct path, no decoding: rows straight from the file */
+    HFEED_READ_DIRECT_DECODE = 2, /* direct path, chunks decoded by h5feed, chunk cache */
+    HFEED_READ_HDF5 = 3,          /* H5Dread behind the HDF5 lock (the slow path) */
+} hfeed_read_path;
+
+/* Kinds of warning in a report. Explicit numbers, append-only. */
+typedef enum {
+    HFEED_WARN_CHUNK_OVER_CACHE = 1,    /* a decoded chunk is larger than cache_mb */
+    HFEED_WARN_CHUNK_SPLITS_SAMPLE = 2, /* chunks cut a sample on an axis after the first */
+    HFEED_WARN_SLOW_FILTER = 3,         /* a filter only HDF5 (H5Dread) decodes */
+    HFEED_WARN_LENGTH_MISMATCH = 4,     /* fields of one file have different sample counts */
+    HFEED_WARN_HIGH_AMPLIFICATION = 5,  /* the configured shuffle decodes far more than it uses */
+    HFEED_WARN_SLOW_PATH = 6,           /* a field is read through H5Dread for another reason */
+} hfeed_warning_kind;
+
+#define HFEED_MAX_FILTERS 8
+
+/* One filter of a dataset's pipeline. Plain data; layout frozen for major version 0. */
+typedef struct {
+    int id;             /* HDF5 filter id: 1 deflate, 2 shuffle, 3 fletcher32, 32000 lzf, ... */
+    const char *name;   /* "deflate", "shuffle", "fletcher32", "lzf", ...; the name stored in the
+                         * file for ids h5feed does not know; "unknown" when there is none */
+    int direct;         /* 1 when h5feed's direct path decodes this filter */
+    unsigned nparams;   /* client values stored with the filter */
+    unsigned params[8]; /* the first 8 of them; deflate: params[0] is the level */
+} hfeed_filter_desc;
+
+/* One dataset (or other non-group object) of an inspected file. Plain data; layout frozen for
+ * major version 0. */
+typedef struct {
+    const char *file;       /* the file's path */
+    const char *path;       /* the object's HDF5 path, e.g. "/features" */
+    const char *skipped;    /* NULL for a numeric dataset; else why nothing more is described,
+                             * e.g. "not a numeric dataset: unsupported string type",
+                             * "soft link to /x", "named datatype" */
+    hfeed_dtype dtype;      /* stored element type (INVALID when skipped) */
+    int big_endian;         /* stored byte order */
+    int rank;
+    uint64_t shape[HFEED_MAX_SAMPLE_DIMS + 1];
+    hfeed_layout layout;
+    uint64_t chunk[HFEED_MAX_SAMPLE_DIMS + 1]; /* chunked: chunk dims; else zeros */
+    uint64_t chunk_bytes;   /* chunked: decoded bytes of one chunk; else 0 */
+    uint64_t storage_bytes; /* bytes the data takes in the file (after compression) */
+    uint64_t data_bytes;    /* bytes of the data decoded: shape product x element size */
+    unsigned nfilters;
+    hfeed_filter_desc filters[HFEED_MAX_FILTERS]; /* in the order they were applied on write */
+    int direct;             /* 1: h5feed's direct path reads it; 0: H5Dread does */
+    const char *slow_reason; /* direct == 0: why; "" otherwise */
+} hfeed_dataset_desc;
+
+/* The predicted cost of one shuffle mode for one field, per epoch of one rank (the first epoch:
+ * the chunk cache starts empty). Plain data; layout frozen for major version 0. */
+typedef struct {
+    double chunk_decodes;        /* chunks decoded (0 when nothing needs decoding) */
+    double bytes_read;           /* bytes read from the files */
+    double bytes_decoded;        /* bytes produced by decoding chunks */
+    double read_amplification;   /* bytes_read / bytes delivered */
+    double decode_amplification; /* bytes_decoded / bytes delivered */
+} hfeed_shuffle_cost;
+
+/* One field of the config, over all its files. Plain data; layout frozen for major version 0. */
+typedef struct {
+    const char *name;       /* the field's name in the config */
+    const char *dataset;    /* its HDF5 dataset */
+    hfeed_read_path path;   /* how the loader reads it (of its first file) */
+    uint64_t samples;       /* samples this rank receives per epoch */
+    uint64_t bytes_delivered; /* stored bytes of those samples (before dtype conversion) */
+    uint64_t chunks;        /* chunk rows of the field in all files (0: not chunked) */
+    uint64_t chunk_bytes;   /* largest decoded chunk row of the field */
+    hfeed_shuffle_cost cost[HFEED_SHUFFLE_MODES]; /* indexed by hfeed_shuffle_mode */
+} hfeed_field_cost;
+
+/* One warning. Plain data; layout frozen for major version 0. */
+typedef struct {
+    hfeed_warning_kind kind;
+    const char *file;    /* the file it concerns, or NULL */
+    const char *dataset; /* the dataset it concerns, or NULL */
+    const char *message; /* one sentence naming the file, dataset or field and the values */
+} hfeed_warning;
+
+/* Counts and settings of a report. Plain data; layout frozen for major version 0. */
+typedef struct {
+    size_t files;
+    size_t datasets;           /* entries for hfeed_report_get_dataset() */
+    size_t fields;             /* entries for hfeed_report_get_field(); 0 without a config */
+    size_t warnings;           /* entries for hfeed_report_get_warning() */
+    int has_config;
+    /* The config's settings the model used (zeros without a config). */
+    hfeed_shuffle_mode shuffle;
+    uint64_t batch_size;
+    unsigned shuffle_window;
+    uint64_t cache_mb;
+    unsigned world_size;
+    int direct;                /* "read_path": "auto" (1) or "hdf5" (0) */
+    uint64_t cache_entries;    /* decoded chunks the loader's cache will hold */
+} hfeed_report_info;
+
+typedef struct hfeed_report hfeed_report;
+
+/* Inspects the HDF5 files paths[0..npaths) and, when config_path is not NULL, the files of that
+ * config (after paths) and its fields: describes every dataset of every file, predicts each
+ * field's cost under each shuffle mode, and collects warnings. Reads metadata only. Objects it
+ * cannot describe (strings, compounds, scalars, links) are listed with a `skipped` reason.
+ * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL out, or no file and no config); HFEED_E_CONFIG
+ * (the config is invalid; the message names the key); HFEED_E_FILE (a file is missing,
+ * unreadable or not HDF5; the message names it); HFEED_E_DATASET or HFEED_E_TYPE (a field's
+ * dataset is missing or not numeric in a file); HFEED_E_NOMEM.
+ * Ownership: *out is the caller's; free it with hfeed_report_destroy(). errbuf (may be NULL)
+ * is written only on failure.
+ * Threads: any thread; HDF5 calls are serialised with every loader's. */
+HFEED_API hfeed_status hfeed_report_create(const char *const *paths, size_t npaths,
+                                           const char *config_path, hfeed_report **out,
+                                           char *errbuf, size_t errbuf_len);
+
+/* Frees a report and every string it lent; NULL is a no-op.
+ * Ownership: r and every pointer its getters returned are invalid after the call.
+ * Threads: not concurrently with other calls on r. */
+HFEED_API void hfeed_report_destroy(hfeed_report *r);
+
+/* Fills *out with the report's counts and the config settings it used.
+ * Returns: HFEED_OK or HFEED_E_INVALID_ARG (*out zeroed).
+ * Ownership: plain values, nothing borrowed.
+ * Threads: any; a report is read-only after creation. */
+HFEED_API hfeed_status hfeed_report_get_info(const hfeed_report *r, hfeed_report_info *out);
+
+/* Fills *out with dataset i (files in order, each file's objects in name order).
+ * Returns: HFEED_OK or HFEED_E_INVALID_ARG (NULL, or i out of range; *out zeroed).
+ * Ownership: the strings in *out are borrowed from r; valid until hfeed_report_destroy().
+ * Threads: any; a report is read-only after creation. */
+HFEED_API hfeed_status hfeed_report_get_dataset(const hfeed_report *r, size_t i,
+                                                hfeed_dataset_desc *out);
+
+/* Fills *out with field i (config order) and its predicted costs.
+ * Returns, Ownership, Threads: as hfeed_report_get_dataset(). */
+HFEED_API hfeed_status hfeed_report_get_field(const hfeed_report *r, size_t i,
+                                              hfeed_field_cost *out);
+
+/* Fills *out with warning i.
+ * Returns, Ownership, Threads: as hfeed_report_get_dataset(). */
+HFEED_API hfeed_status hfeed_report_get_warning(const hfeed_report *r, size_t i,
+                                                hfeed_warning *out);
+
+/* Returns: the shuffle mode's config name ("none", "global", "chunk"); "invalid" for unknown
+ * values; never NULL; static. Threads: any. */
+HFEED_API const char *hfeed_shuffle_name(hfeed_shuffle_mode mode);
+
 /* Returns: a static description of any status code; never NULL, also for unknown numbers. */
 HFEED_API const char *hfeed_strerror(int status);
 

@@ -15,10 +15,6 @@
 
 #include "alloc.h"
 
-/* Blocks for chunk shuffle of non-chunked datasets hold about this many bytes of the widest
- * field: large enough that a block is read with few calls, small enough to shuffle well. */
-#define HFEED__UNCHUNKED_BLOCK_BYTES ((uint64_t)1 << 20)
-
 /* A stored chunk larger than this (for its decoded size) means the index is not what we think:
  * deflate expands incompressible data by well under 1%, fletcher32 adds 4 bytes. */
 #define PLAUSIBLE_STORED(chunk_bytes) (2 * (uint64_t)(chunk_bytes) + 4096)
@@ -78,6 +74,28 @@ static hfeed_status expand(const struct hfeed__config *cfg, struct paths *out,
         HFEED__CHECK(st);
     }
     return HFEED_OK;
+}
+
+hfeed_status hfeed__catalog_expand(const struct hfeed__config *cfg, char ***out, size_t *n,
+                                   struct hfeed__err *err)
+{
+    *out = NULL;
+    *n = 0;
+    struct paths files = {0};
+    const hfeed_status st = expand(cfg, &files, err);
+    if (st != HFEED_OK) {
+        paths_free(&files);
+        return st;
+    }
+    *out = files.v;
+    *n = files.n;
+    return HFEED_OK;
+}
+
+void hfeed__catalog_expand_free(char **files, size_t n)
+{
+    struct paths p = {files, n, n};
+    paths_free(&p);
 }
 
 /* Checks one field's dataset in file `fi` against the field as set by earlier files (or sets
@@ -160,21 +178,28 @@ static hfeed_status open_file_fields(struct hfeed__catalog *c, const struct hfee
     return HFEED_OK;
 }
 
+const char *hfeed__catalog_direct_blocker(const struct hfeed__dset_info *info,
+                                          size_t stored_row_bytes,
+                                          const struct hfeed__dset_storage *st)
+{
+    if (st->unsupported[0] != '\0') return st->unsupported;
+    if (info->layout == HFEED__LAYOUT_COMPACT) return "compact layout, data kept in the header";
+    if (info->layout == HFEED__LAYOUT_OTHER) return "virtual or external layout";
+    if (info->layout == HFEED__LAYOUT_CONTIGUOUS)
+        return st->contiguous_addr == UINT64_MAX ||
+                       st->contiguous_addr + info->dims[0] * stored_row_bytes <= st->file_size
+                   ? NULL
+                   : "data runs past the end of the file (truncated?)";
+    for (int d = 1; d < info->rank; d++)
+        if (info->chunk[d] != info->dims[d]) return "chunks split the sample axes";
+    return NULL;
+}
+
 /* Why source s cannot take the direct path (a static reason), or NULL if it can. */
 static const char *direct_blocker(const struct hfeed__source *s,
                                   const struct hfeed__dset_storage *st)
 {
-    if (st->unsupported[0] != '\0') return st->unsupported;
-    if (s->info.layout == HFEED__LAYOUT_COMPACT) return "compact layout, data kept in the header";
-    if (s->info.layout == HFEED__LAYOUT_OTHER) return "virtual or external layout";
-    if (s->info.layout == HFEED__LAYOUT_CONTIGUOUS)
-        return st->contiguous_addr == UINT64_MAX ||
-                       st->contiguous_addr + s->info.dims[0] * s->stored_row_bytes <= st->file_size
-                   ? NULL
-                   : "data runs past the end of the file (truncated?)";
-    for (int d = 1; d < s->info.rank; d++)
-        if (s->info.chunk[d] != s->info.dims[d]) return "chunks split the sample axes";
-    return NULL;
+    return hfeed__catalog_direct_blocker(&s->info, s->stored_row_bytes, st);
 }
 
 /* Reads the chunk index of a chunked direct source into d. An index we cannot read sets *why

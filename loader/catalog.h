@@ -16,6 +16,10 @@
 #include "convert.h"
 #include "h5io.h"
 
+/* Blocks for chunk shuffle of non-chunked datasets hold about this many bytes of the widest
+ * field: large enough that a block is read with few calls, small enough to shuffle well. */
+#define HFEED__UNCHUNKED_BLOCK_BYTES ((uint64_t)1 << 20)
+
 /* One field in one file. */
 struct hfeed__source {
     struct hfeed__h5dset *dset;
@@ -65,6 +69,22 @@ hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct h
 
 /* Which file holds global sample `index`, and its row there. */
 size_t hfeed__catalog_locate(const struct hfeed__catalog *c, uint64_t index, uint64_t *row);
+
+/* Expands cfg's file patterns as hfeed__catalog_open() does (config order, each pattern's
+ * matches sorted; a literal path is kept even when missing), for callers that want the file list
+ * without opening a catalog (inspect).
+ * Returns: HFEED_OK, HFEED_E_FILE (a pattern matches nothing) or HFEED_E_NOMEM.
+ * Ownership: *out (*n paths) is the caller's; free with hfeed__catalog_expand_free(). */
+hfeed_status hfeed__catalog_expand(const struct hfeed__config *cfg, char ***out, size_t *n,
+                                   struct hfeed__err *err);
+void hfeed__catalog_expand_free(char **files, size_t n);
+
+/* Why a dataset with this info and storage cannot take the direct path, for a reason known
+ * before its chunk index is read: a static string, or NULL when it can (filters aside: ask
+ * hfeed__codec_supports() too). stored_row_bytes is one sample's stored size. */
+const char *hfeed__catalog_direct_blocker(const struct hfeed__dset_info *info,
+                                          size_t stored_row_bytes,
+                                          const struct hfeed__dset_storage *st);
 
 /* Closes every dataset and file but keeps the field descriptions (names, shapes, dtypes), for
  * batches that outlive hfeed_loader_close(). NULL is fine. */

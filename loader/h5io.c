@@ -576,3 +576,157 @@ hfeed_status hfeed__h5_dset_write_rows(struct hfeed__h5dset *d, uint64_t row, ui
 {
     return transfer_rows(d, row, nrows, NULL, src, HFEED_E_FILE, err);
 }
+
+/* ---- Metadata for inspection ---- */
+
+struct link_list {
+    struct hfeed__h5_link *v;
+    size_t n, cap;
+    bool nomem;
+};
+
+static bool links_add(struct link_list *l, const char *path, const char *target,
+                      enum hfeed__link_kind kind)
+{
+    if (l->n == l->cap) {
+        const size_t cap = l->cap ? 2 * l->cap : 16;
+        struct hfeed__h5_link *v = hfeed__alloc(cap * sizeof *v);
+        if (v == NULL) return false;
+        if (l->n > 0) memcpy(v, l->v, l->n * sizeof *v);
+        hfeed__free(l->v);
+        l->v = v;
+        l->cap = cap;
+    }
+    struct hfeed__h5_link *e = &l->v[l->n];
+    e->kind = kind;
+    e->path = hfeed__strdup(path);
+    e->target = target != NULL ? hfeed__strdup(target) : NULL;
+    if (e->path == NULL || (target != NULL && e->target == NULL)) {
+        hfeed__free(e->path);
+        hfeed__free(e->target);
+        return false;
+    }
+    l->n++;
+    return true;
+}
+
+/* The value of a soft or external link `name` below g, as text, into buf. Lock held. */
+static void link_target(hid_t g, const char *name, const H5L_info_t *info, char *buf, size_t len)
+{
+    snprintf(buf, len, "?");
+    char val[512];
+    if (info->u.val_size > sizeof val || H5Lget_val(g, name, val, sizeof val, H5P_DEFAULT) < 0)
+        return;
+    if (info->type == H5L_TYPE_SOFT) {
+        snprintf(buf, len, "%.*s", (int)strnlen(val, info->u.val_size), val);
+        return;
+    }
+    const char *file = NULL, *obj = NULL;
+    unsigned flags = 0;
+    if (H5Lunpack_elink_val(val, info->u.val_size, &flags, &file, &obj) >= 0)
+        snprintf(buf, len, "%s:%s", file, obj);
+}
+
+/* H5Lvisit callback: records every link that does not lead to a group. Lock held. */
+static herr_t visit_link(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    struct link_list *l = data;
+    char path[1024];
+    snprintf(path, sizeof path, "/%s", name);
+    enum hfeed__link_kind kind = HFEED__LINK_OTHER;
+    char target[512] = "";
+    if (info->type == H5L_TYPE_HARD) {
+        H5O_info_t oi;
+        if (H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+            H5Eclear2(H5E_DEFAULT);
+        } else if (oi.type == H5O_TYPE_GROUP) {
+            return 0;
+        } else if (oi.type == H5O_TYPE_DATASET) {
+            kind = HFEED__LINK_DATASET;
+        } else if (oi.type == H5O_TYPE_NAMED_DATATYPE) {
+            kind = HFEED__LINK_DATATYPE;
+        }
+    } else if (info->type == H5L_TYPE_SOFT || info->type == H5L_TYPE_EXTERNAL) {
+        kind = info->type == H5L_TYPE_SOFT ? HFEED__LINK_SOFT : HFEED__LINK_EXTERNAL;
+        link_target(g, name, info, target, sizeof target);
+    }
+    if (!links_add(l, path, target[0] ? target : NULL, kind)) {
+        l->nomem = true;
+        return -1;
+    }
+    return 0;
+}
+
+hfeed_status hfeed__h5_file_list(struct hfeed__h5file *f, struct hfeed__h5_link **out, size_t *n,
+                                 struct hfeed__err *err)
+{
+    *out = NULL;
+    *n = 0;
+    struct link_list l = {NULL, 0, 0, false};
+    hfeed_status st = HFEED_OK;
+    lock();
+    if (H5Lvisit(f->id, H5_INDEX_NAME, H5_ITER_INC, visit_link, &l) < 0)
+        st = l.nomem ? HFEED_E_NOMEM
+                     : fail_h5(err, HFEED_E_FILE, "file \"%s\": cannot list its objects", f->path);
+    H5Eclear2(H5E_DEFAULT);
+    unlock();
+    if (st == HFEED_E_NOMEM)
+        st = HFEED__FAIL(err, HFEED_E_NOMEM, "file \"%s\": out of memory listing objects", f->path);
+    if (st != HFEED_OK) {
+        hfeed__h5_links_free(l.v, l.n);
+        return st;
+    }
+    *out = l.v;
+    *n = l.n;
+    return HFEED_OK;
+}
+
+void hfeed__h5_links_free(struct hfeed__h5_link *links, size_t n)
+{
+    for (size_t i = 0; links != NULL && i < n; i++) {
+        hfeed__free(links[i].path);
+        hfeed__free(links[i].target);
+    }
+    hfeed__free(links);
+}
+
+/* Fills out from the dataset's creation properties and storage. Lock held. */
+static bool details_locked(struct hfeed__h5dset *d, struct hfeed__dset_details *out)
+{
+    const hid_t dcpl = H5Dget_create_plist(d->id);
+    if (dcpl < 0) return false;
+    const int n = H5Pget_nfilters(dcpl);
+    for (int i = 0; i < n && i < 8; i++) {
+        struct hfeed__h5_filter *flt = &out->filters[out->nfilters++];
+        size_t ncd = 8;
+        flt->id = H5Pget_filter2(dcpl, (unsigned)i, &flt->flags, &ncd, flt->params,
+                                 sizeof flt->name, flt->name, NULL);
+        flt->name[sizeof flt->name - 1] = '\0';
+        flt->nparams = (unsigned)ncd; /* how many HDF5 stored; at most 8 were copied */
+    }
+    const bool chunked = H5Pget_layout(dcpl) == H5D_CHUNKED;
+    H5Pclose(dcpl);
+    out->storage_bytes = H5Dget_storage_size(d->id);
+    if (chunked) {
+        hsize_t nchunks = 0;
+        const hid_t space = H5Dget_space(d->id);
+        if (space >= 0 && H5Dget_num_chunks(d->id, space, &nchunks) >= 0)
+            out->allocated_chunks = nchunks;
+        if (space >= 0) H5Sclose(space);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return n >= 0;
+}
+
+hfeed_status hfeed__h5_dset_details(struct hfeed__h5dset *d, struct hfeed__dset_details *out,
+                                    struct hfeed__err *err)
+{
+    memset(out, 0, sizeof *out);
+    hfeed_status st = HFEED_OK;
+    lock();
+    if (!details_locked(d, out))
+        st = fail_h5(err, HFEED_E_DATASET, "file \"%s\" dataset \"%s\": cannot describe filters",
+                     d->file->path, d->name);
+    unlock();
+    return st;
+}

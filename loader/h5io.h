@@ -117,6 +117,57 @@ hfeed_status hfeed__h5_file_flush(struct hfeed__h5file *f, struct hfeed__err *er
 hfeed_status hfeed__h5_dset_storage(struct hfeed__h5dset *d, struct hfeed__dset_storage *out,
                                     struct hfeed__err *err);
 
+/* ---- Metadata for inspection (h5feed inspect) ---- */
+
+/* What a link found by hfeed__h5_file_list() leads to. */
+enum hfeed__link_kind {
+    HFEED__LINK_DATASET = 1,  /* a hard link to a dataset */
+    HFEED__LINK_DATATYPE = 2, /* a hard link to a named datatype */
+    HFEED__LINK_SOFT = 3,     /* a soft link; target holds the path it names */
+    HFEED__LINK_EXTERNAL = 4, /* an external link; target holds "file:/path" */
+    HFEED__LINK_OTHER = 5,    /* a user-defined link or an object of unknown type */
+};
+
+/* One non-group link of a file, by its full path. */
+struct hfeed__h5_link {
+    char *path;   /* "/group/name"; owned by the list */
+    char *target; /* soft and external links: what they point at; else NULL */
+    enum hfeed__link_kind kind;
+};
+
+/* Lists every link below "/" except those to groups (which are walked into), in name order,
+ * depth first (H5Lvisit): datasets, named datatypes, soft and external links (not followed).
+ * Returns: HFEED_OK, HFEED_E_FILE (HDF5 could not walk the file) or HFEED_E_NOMEM.
+ * Ownership: *out (an array of *n) is the caller's; free with hfeed__h5_links_free(). */
+hfeed_status hfeed__h5_file_list(struct hfeed__h5file *f, struct hfeed__h5_link **out, size_t *n,
+                                 struct hfeed__err *err);
+
+/* Frees what hfeed__h5_file_list() returned; NULL is fine. */
+void hfeed__h5_links_free(struct hfeed__h5_link *links, size_t n);
+
+/* A filter of a dataset's pipeline as HDF5 stores it. */
+struct hfeed__h5_filter {
+    int id;               /* HDF5 filter id (1 deflate, 2 shuffle, 3 fletcher32, 32000 lzf...) */
+    unsigned flags;       /* H5Z_FLAG_* (optional filters may be skipped per chunk) */
+    unsigned nparams;     /* client data values stored with it (the first 8 are kept) */
+    unsigned params[8];
+    char name[32];        /* the name stored in the file or registered; may be "" */
+};
+
+/* What inspection needs beyond dset_info and dset_storage: the pipeline with its parameters,
+ * and how many bytes and chunks are allocated in the file. */
+struct hfeed__dset_details {
+    unsigned nfilters; /* at most 8 described */
+    struct hfeed__h5_filter filters[8];
+    uint64_t storage_bytes;    /* bytes allocated for the data (compressed size) */
+    uint64_t allocated_chunks; /* chunked: chunks written so far; else 0 */
+};
+
+/* Describes d's pipeline and allocated storage.
+ * Returns: HFEED_OK or HFEED_E_DATASET naming the file and dataset. */
+hfeed_status hfeed__h5_dset_details(struct hfeed__h5dset *d, struct hfeed__dset_details *out,
+                                    struct hfeed__err *err);
+
 /* Returns: whether the HDF5 library in use was built thread-safe. */
 bool hfeed__h5_threadsafe(void);
 

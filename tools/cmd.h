@@ -31,6 +31,10 @@ int hfeed_cmd_convert(int argc, char **argv);
 /* `h5feed synth --out FILE [...]`: writes a synthetic dataset with hfeed_synth_write(). */
 int hfeed_cmd_synth(int argc, char **argv);
 
+/* `h5feed inspect FILE... [--config CONFIG] [--json]`: describes every dataset of the files and,
+ * with a config, predicts each shuffle mode's read amplification, with warnings. */
+int hfeed_cmd_inspect(int argc, char **argv);
+
 /* The exit code for a library status: HFEED_EXIT_USAGE for HFEED_E_CONFIG and
  * HFEED_E_INVALID_ARG (the user asked for something invalid), HFEED_EXIT_OK for HFEED_OK,
  * HFEED_EXIT_FAILURE for everything else. */

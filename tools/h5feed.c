@@ -19,6 +19,8 @@ static const struct command commands[] = {
      "run a loader over every epoch of a config; report speed and digest"},
     {"convert", hfeed_cmd_convert,
      "write a config's pipeline output (casts, transforms, order) to a new HDF5 file"},
+    {"inspect", hfeed_cmd_inspect,
+     "describe the datasets of HDF5 files; with a config, what each shuffle will cost"},
     {"synth", hfeed_cmd_synth, "write a synthetic HDF5 dataset (/features, /labels)"},
 };
 

@@ -1,0 +1,79 @@
+/* costmodel: predicts what each shuffle mode costs a field: chunks decoded, and bytes read and
+ * decoded per byte delivered, per epoch of one rank. Pure: no I/O, no threads, no allocation.
+ *
+ * The model follows how the loader reads (reader.c, chunkio.c, chunkcache.c, sampler.c); it is
+ * restated in docs/inspect.md. Counts are expected values for the first epoch (empty cache).
+ *
+ *   - Unfiltered data (direct path, or H5Dread) is read row by row, from the file's mapping or
+ *     with H5Dread of just the rows: bytes read = bytes delivered, nothing decoded. Page and
+ *     HDF5-chunk granularity is ignored (a warm page cache is assumed).
+ *   - Filtered (compressed) chunks are decoded whole. A "chunk row" is the chunks that hold a
+ *     run of chunk[0] rows: one chunk on the direct path, several when chunks split the sample.
+ *     Every decode reads the chunk row's stored bytes and produces its decoded bytes.
+ *   - Decoded chunks are shared through a cache. Direct path: the loader's cache of cache_mb,
+ *     shared by every filtered field, in entries of the largest decoded chunk (E entries).
+ *     H5Dread: HDF5's own cache, 1 MiB per dataset, which keeps no chunk larger than that.
+ *   - Within a batch the reader sorts the samples, so a batch needs each chunk it touches once
+ *     (with no cache entry at all, once per run of consecutive rows instead).
+ *   - none: batches are consecutive rows; each chunk is decoded once (twice per batch boundary
+ *     inside it without a cache entry).
+ *   - global: a batch of b samples touches t = n_c (1 - (1 - 1/n_c)^b) of a field's n_c chunks.
+ *     With cache fraction f = min(1, E / chunks competing for the cache), a touch misses with
+ *     probability (1 - f); the first touch of every chunk misses anyway. So
+ *     decodes = U + (A - U)(1 - f), A = batches x t, U = distinct chunks touched in the epoch.
+ *   - chunk: blocks (chunk rows of the widest field) are permuted and samples shuffled within
+ *     windows of shuffle_window blocks; a batch touches t of the g_w chunks of its window. When
+ *     the windows' chunks of every filtered field fit the cache (E >= need), each chunk is
+ *     decoded once per epoch; else f_w = E / need in the formula above. */
+#ifndef HFEED_COSTMODEL_H
+#define HFEED_COSTMODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h5feed.h"
+
+/* HDF5's default raw-data chunk cache per open dataset (H5Pset_chunk_cache's rdcc_nbytes):
+ * what H5Dread keeps decoded between calls. h5io opens datasets with the default. */
+#define HFEED__H5_CHUNK_CACHE_BYTES ((uint64_t)1 << 20)
+
+/* One field in one file, as the model needs it. */
+struct hfeed__cost_source {
+    uint64_t rows;         /* samples of the field in the file */
+    uint64_t row_bytes;    /* stored bytes of one sample */
+    bool filtered;         /* chunked with filters: chunks are decoded whole */
+    bool direct;           /* read by the direct path (uses the loader's chunk cache) */
+    uint64_t group_rows;   /* filtered: rows per chunk (chunk[0]) */
+    uint64_t group_chunks; /* filtered: HDF5 chunks per chunk row (> 1: chunks split samples) */
+    uint64_t chunk_bytes;  /* filtered: decoded bytes of one HDF5 chunk */
+    double group_stored;   /* filtered: average stored bytes of one chunk row */
+    uint64_t block_rows;   /* rows per chunk-shuffle block of this file */
+};
+
+struct hfeed__cost_params {
+    uint64_t total;       /* samples in all files (N >= 1) */
+    uint64_t samples;     /* samples this rank receives per epoch */
+    uint64_t batch_size;  /* >= 1 */
+    unsigned window;      /* shuffle_window, >= 1 */
+    uint64_t cache_bytes; /* cache_mb in bytes */
+    size_t nfields, nfiles;
+    const struct hfeed__cost_source *src; /* src[k * nfiles + fi], field-major */
+};
+
+/* The loader's decoded-chunk cache as the model sees it. */
+struct hfeed__cost_cache {
+    uint64_t entries;     /* decoded chunks it holds (0 when no direct source is filtered) */
+    uint64_t entry_bytes; /* the largest decoded chunk of a filtered direct source */
+    double chunks;        /* chunks of every filtered direct source, competing for it */
+    double window_need;   /* chunks one chunk-shuffle window needs, over those sources */
+};
+
+/* Fills out[k * HFEED_SHUFFLE_MODES + mode] for every field k and mode, and *cache. */
+void hfeed__cost_model(const struct hfeed__cost_params *p, hfeed_shuffle_cost *out,
+                       struct hfeed__cost_cache *cache);
+
+/* Decoded bytes of one chunk row of s (group_chunks x chunk_bytes). */
+uint64_t hfeed__cost_group_bytes(const struct hfeed__cost_source *s);
+
+#endif

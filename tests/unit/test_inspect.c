@@ -1,0 +1,312 @@
+/* Unit tests of loader/costmodel (the read-amplification model, pure) and loader/inspect (the
+ * hfeed_report_* API): the model's exact cases (no compression, everything cached, no cache on
+ * a sequential epoch), its monotonicity in the cache, sharding, the cache shared by two fields,
+ * the H5Dread path's own cache; the report's descriptions of fixture files, its argument checks
+ * and an allocation-failure sweep of hfeed_report_create() with a config (ASan checks that every
+ * failed create frees what it built). tests/tool/test_inspect.py checks the model against the
+ * running loader. */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "costmodel.h"
+#include "fixtures.h"
+#include "h5feed.h"
+
+#define MIB ((uint64_t)1 << 20)
+
+/* A filtered direct source of `rows` rows of 256 float64, chunks of 64 rows (128 KiB). */
+static struct hfeed__cost_source gz_source(uint64_t rows)
+{
+    return (struct hfeed__cost_source){.rows = rows,
+                                       .row_bytes = 2048,
+                                       .filtered = true,
+                                       .direct = true,
+                                       .group_rows = 64,
+                                       .group_chunks = 1,
+                                       .chunk_bytes = 64 * 2048,
+                                       .group_stored = 100000.0,
+                                       .block_rows = 64};
+}
+
+static struct hfeed__cost_params one_source(const struct hfeed__cost_source *s, uint64_t cache)
+{
+    return (struct hfeed__cost_params){.total = s->rows,
+                                       .samples = s->rows,
+                                       .batch_size = 32,
+                                       .window = 4,
+                                       .cache_bytes = cache,
+                                       .nfields = 1,
+                                       .nfiles = 1,
+                                       .src = s};
+}
+
+Test(costmodel, uncompressed_reads_each_byte_once)
+{
+    const struct hfeed__cost_source s = {.rows = 1000, .row_bytes = 40, .direct = true,
+                                         .block_rows = 100};
+    const struct hfeed__cost_params p = one_source(&s, 0);
+    hfeed_shuffle_cost out[HFEED_SHUFFLE_MODES];
+    struct hfeed__cost_cache cache;
+    hfeed__cost_model(&p, out, &cache);
+    cr_assert_eq(cache.entries, 0);
+    for (int m = 0; m < HFEED_SHUFFLE_MODES; m++) {
+        cr_expect_eq(out[m].chunk_decodes, 0.0);
+        cr_expect_eq(out[m].bytes_read, 40000.0);
+        cr_expect_eq(out[m].read_amplification, 1.0);
+        cr_expect_eq(out[m].decode_amplification, 0.0);
+    }
+}
+
+Test(costmodel, every_chunk_once_when_all_fit)
+{
+    const struct hfeed__cost_source s = gz_source(4096);
+    const struct hfeed__cost_params p = one_source(&s, 8 * MIB); /* 64 entries: all 64 chunks */
+    hfeed_shuffle_cost out[HFEED_SHUFFLE_MODES];
+    struct hfeed__cost_cache cache;
+    hfeed__cost_model(&p, out, &cache);
+    cr_assert_eq(cache.entries, 64);
+    cr_assert_eq(cache.entry_bytes, 64 * 2048);
+    for (int m = 0; m < HFEED_SHUFFLE_MODES; m++) {
+        cr_expect_float_eq(out[m].chunk_decodes, 64.0, 1e-6, "mode %d: %f", m,
+                           out[m].chunk_decodes);
+        cr_expect_float_eq(out[m].decode_amplification, 1.0, 1e-9);
+        cr_expect_float_eq(out[m].bytes_read, 64 * 100000.0, 1e-3);
+    }
+}
+
+Test(costmodel, chunk_shuffle_decodes_once_when_a_window_fits)
+{
+    const struct hfeed__cost_source s = gz_source(4096);
+    const struct hfeed__cost_params p = one_source(&s, 1 * MIB); /* 8 entries, window needs 4 */
+    hfeed_shuffle_cost out[HFEED_SHUFFLE_MODES];
+    struct hfeed__cost_cache cache;
+    hfeed__cost_model(&p, out, &cache);
+    cr_assert_eq(cache.entries, 8);
+    cr_expect_float_eq(cache.window_need, 4.0, 1e-9);
+    cr_expect_float_eq(out[HFEED_SHUFFLE_CHUNK].chunk_decodes, 64.0, 1e-6);
+    cr_expect_float_eq(out[HFEED_SHUFFLE_NONE].chunk_decodes, 64.0, 1e-6);
+    /* 8 entries against 25 chunks per batch: the sorted scans evict what the next batch needs
+     * first, so nearly every use misses: 128 batches x 25.3 chunks. */
+    const double per_batch = 64.0 * -expm1(32.0 * log1p(-1.0 / 64.0));
+    cr_expect_float_eq(out[HFEED_SHUFFLE_GLOBAL].chunk_decodes, 128.0 * per_batch, 5.0, "%f",
+                       out[HFEED_SHUFFLE_GLOBAL].chunk_decodes);
+}
+
+Test(costmodel, no_cache_sequential_counts_batch_chunk_pairs)
+{
+    /* Batches of 48 rows over chunks of 64: [0,48) [48,96) [96,144) [144,192) touch 1, 2, 2, 1
+     * chunks. */
+    struct hfeed__cost_source s = gz_source(192);
+    struct hfeed__cost_params p = one_source(&s, 0);
+    p.batch_size = 48;
+    hfeed_shuffle_cost out[HFEED_SHUFFLE_MODES];
+    struct hfeed__cost_cache cache;
+    hfeed__cost_model(&p, out, &cache);
+    cr_assert_eq(cache.entries, 0);
+    cr_expect_float_eq(out[HFEED_SHUFFLE_NONE].chunk_decodes, 6.0, 1e-9, "%f",
+                       out[HFEED_SHUFFLE_NONE].chunk_decodes);
+    /* Global without a cache: a decode per run of consecutive rows; 48 of 192 rows sorted
+     * leave about 11.6 neighbours per batch, so about 4 x 36.4 runs. */
+    cr_expect_float_eq(out[HFEED_SHUFFLE_GLOBAL].chunk_decodes,
+                       4.0 * (48.0 - 47.0 * (48.0 / 192.0) * (63.0 / 64.0)), 1e-6);
+    cr_expect_leq(out[HFEED_SHUFFLE_GLOBAL].chunk_decodes, 192.0);
+}
+
+Test(costmodel, global_decodes_fall_as_the_cache_grows)
+{
+    const struct hfeed__cost_source s = gz_source(65536); /* 1024 chunks */
+    double last = INFINITY;
+    for (uint64_t mb = 1; mb <= 128; mb *= 2) {
+        const struct hfeed__cost_params p = one_source(&s, mb * MIB);
+        hfeed_shuffle_cost out[HFEED_SHUFFLE_MODES];
+        struct hfeed__cost_cache cache;
+        hfeed__cost_model(&p, out, &cache);
+        const double d = out[HFEED_SHUFFLE_GLOBAL].chunk_decodes;
+        cr_expect_leq(d, last + 1e-6, "cache %llu MiB: %f decodes > %f", (unsigned long long)mb,
+                      d, last);
+        cr_expect_geq(d, 1024.0 - 1e-6);
+        last = d;
+    }
+    cr_expect_float_eq(last, 1024.0, 1e-3); /* 128 MiB holds all 1024 chunks */
+}
+
+Test(costmodel, a_rank_pays_for_its_share)
+{
+    const struct hfeed__cost_source s = gz_source(4096);
+    struct hfeed__cost_params p = one_source(&s, 1 * MIB);
+    p.samples = 2048; /* world_size 2 */
+    hfeed_shuffle_cost out[HFEED_SHUFFLE_MODES];
+    struct hfeed__cost_cache cache;
+    hfeed__cost_model(&p, out, &cache);
+    cr_expect_float_eq(out[HFEED_SHUFFLE_CHUNK].chunk_decodes, 32.0, 1e-6);
+    cr_expect_float_eq(out[HFEED_SHUFFLE_CHUNK].decode_amplification, 1.0, 1e-9);
+}
+
+Test(costmodel, two_fields_share_the_cache)
+{
+    /* Entries are sized by the larger chunk (256 KiB): 1 MiB holds 4, a window needs 4 + 4. */
+    struct hfeed__cost_source src[2] = {gz_source(4096), gz_source(4096)};
+    src[1].row_bytes = 4096;
+    src[1].chunk_bytes = 64 * 4096;
+    struct hfeed__cost_params p = one_source(&src[0], 1 * MIB);
+    p.nfields = 2;
+    hfeed_shuffle_cost out[2 * HFEED_SHUFFLE_MODES];
+    struct hfeed__cost_cache cache;
+    hfeed__cost_model(&p, out, &cache);
+    cr_assert_eq(cache.entries, 4);
+    cr_assert_eq(cache.entry_bytes, 64 * 4096);
+    cr_expect_float_eq(cache.chunks, 128.0, 1e-9);
+    cr_expect_float_eq(cache.window_need, 8.0, 1e-9);
+    cr_expect_gt(out[HFEED_SHUFFLE_CHUNK].chunk_decodes, 64.0);
+    /* With 8 MiB (32 entries) the window fits again. */
+    p.cache_bytes = 8 * MIB;
+    hfeed__cost_model(&p, out, &cache);
+    cr_expect_float_eq(out[HFEED_SHUFFLE_CHUNK].chunk_decodes, 64.0, 1e-6);
+    cr_expect_float_eq(out[HFEED_SHUFFLE_MODES + HFEED_SHUFFLE_CHUNK].chunk_decodes, 64.0, 1e-6);
+}
+
+Test(costmodel, hdf5_path_has_its_own_small_cache)
+{
+    /* 2 MiB chunks on the H5Dread path: HDF5's 1 MiB cache keeps none, whatever cache_mb. */
+    struct hfeed__cost_source s = gz_source(4096);
+    s.direct = false;
+    s.row_bytes = 32768;
+    s.chunk_bytes = 64 * 32768;
+    const struct hfeed__cost_params p = one_source(&s, 1024 * MIB);
+    hfeed_shuffle_cost out[HFEED_SHUFFLE_MODES];
+    struct hfeed__cost_cache cache;
+    hfeed__cost_model(&p, out, &cache);
+    cr_assert_eq(cache.entries, 0, "no direct source: the loader's cache is not used");
+    cr_expect_gt(out[HFEED_SHUFFLE_GLOBAL].chunk_decodes, 3500.0);
+    cr_expect_float_eq(out[HFEED_SHUFFLE_NONE].chunk_decodes, 128.0, 1e-9); /* 2 per chunk */
+}
+
+/* ---- the report API ---- */
+
+TestSuite(inspect, .init = fx_setup, .fini = fx_teardown);
+
+static void write_fixture(void)
+{
+    const fx_dataset ds[] = {
+        {.path = "/x", .kind = FX_FLOAT64, .rows = 100, .ndim = 1, .shape = {8},
+         .layout = FX_CHUNKED, .chunk = {10, 8}, .gzip = 3, .shuffle = true},
+        {.path = "/g/y", .kind = FX_INT32, .big_endian = true, .rows = 100},
+    };
+    fx_write_file("a.h5", ds, 2);
+    fx_add_string_dataset("a.h5", "/s", 4);
+    fx_add_compound_dataset("a.h5", "/c", 4);
+    fx_add_scalar_dataset("a.h5", "/k");
+}
+
+Test(inspect, describes_fixture_datasets)
+{
+    write_fixture();
+    const char *paths[] = {fx_path("a.h5")};
+    hfeed_report *r = NULL;
+    char err[HFEED_ERRBUF_SIZE] = "";
+    cr_assert_eq(hfeed_report_create(paths, 1, NULL, &r, err, sizeof err), HFEED_OK, "%s", err);
+    hfeed_report_info in;
+    cr_assert_eq(hfeed_report_get_info(r, &in), HFEED_OK);
+    cr_assert_eq(in.files, 1);
+    cr_assert_eq(in.datasets, 5); /* /c /g/y /k /s /x, in name order */
+    cr_assert_eq(in.fields, 0);
+    cr_assert_eq(in.has_config, 0);
+    const char *want[] = {"/c", "/g/y", "/k", "/s", "/x"};
+    hfeed_dataset_desc d;
+    for (size_t i = 0; i < 5; i++) {
+        cr_assert_eq(hfeed_report_get_dataset(r, i, &d), HFEED_OK);
+        cr_expect_str_eq(d.path, want[i]);
+        cr_expect_str_eq(d.file, paths[0]);
+        const bool numeric = i == 1 || i == 4;
+        cr_expect_eq(d.skipped == NULL, numeric, "%s: skipped %s", d.path, d.skipped);
+    }
+    cr_assert_eq(hfeed_report_get_dataset(r, 4, &d), HFEED_OK);
+    cr_expect_eq(d.dtype, HFEED_DTYPE_FLOAT64);
+    cr_expect_eq(d.big_endian, 0);
+    cr_expect_eq(d.rank, 2);
+    cr_expect_eq(d.shape[0], 100);
+    cr_expect_eq(d.shape[1], 8);
+    cr_expect_eq(d.layout, HFEED_LAYOUT_CHUNKED);
+    cr_expect_eq(d.chunk[0], 10);
+    cr_expect_eq(d.chunk_bytes, 10 * 8 * 8);
+    cr_expect_eq(d.data_bytes, 100 * 8 * 8);
+    cr_assert_eq(d.nfilters, 2);
+    cr_expect_str_eq(d.filters[0].name, "shuffle");
+    cr_expect_str_eq(d.filters[1].name, "deflate");
+    cr_expect_eq(d.filters[1].params[0], 3);
+    cr_expect_eq(d.direct, 1);
+    cr_expect_str_eq(d.slow_reason, "");
+    cr_assert_eq(hfeed_report_get_dataset(r, 1, &d), HFEED_OK);
+    cr_expect_eq(d.dtype, HFEED_DTYPE_INT32);
+    cr_expect_eq(d.big_endian, 1);
+    cr_expect_eq(d.layout, HFEED_LAYOUT_CONTIGUOUS);
+    cr_assert_eq(hfeed_report_get_dataset(r, 2, &d), HFEED_OK);
+    cr_expect_not_null(strstr(d.skipped, "scalar"), "%s", d.skipped);
+    cr_expect_eq(in.warnings, 0);
+    cr_expect_eq(hfeed_report_get_dataset(r, 5, &d), HFEED_E_INVALID_ARG);
+    cr_expect_null(d.path);
+    hfeed_field_cost f;
+    cr_expect_eq(hfeed_report_get_field(r, 0, &f), HFEED_E_INVALID_ARG);
+    hfeed_warning w;
+    cr_expect_eq(hfeed_report_get_warning(r, 0, &w), HFEED_E_INVALID_ARG);
+    hfeed_report_destroy(r);
+}
+
+Test(inspect, refuses_bad_arguments)
+{
+    hfeed_report *r = (hfeed_report *)&r;
+    char err[HFEED_ERRBUF_SIZE] = "";
+    cr_expect_eq(hfeed_report_create(NULL, 0, NULL, &r, err, sizeof err), HFEED_E_INVALID_ARG);
+    cr_expect_null(r);
+    cr_expect_neq(err[0], '\0');
+    const char *paths[] = {"/nonexistent/h5feed.h5"};
+    cr_expect_eq(hfeed_report_create(paths, 1, NULL, NULL, NULL, 0), HFEED_E_INVALID_ARG);
+    cr_expect_eq(hfeed_report_create(paths, 1, NULL, &r, err, sizeof err), HFEED_E_FILE);
+    cr_expect_not_null(strstr(err, "/nonexistent/h5feed.h5"), "%s", err);
+    cr_expect_eq(hfeed_report_get_info(NULL, NULL), HFEED_E_INVALID_ARG);
+    hfeed_report_destroy(NULL);
+    cr_expect_str_eq(hfeed_shuffle_name(HFEED_SHUFFLE_CHUNK), "chunk");
+    cr_expect_str_eq(hfeed_shuffle_name((hfeed_shuffle_mode)9), "invalid");
+}
+
+/* Fails the Nth allocation of hfeed_report_create() with a config, for every N until it
+ * succeeds: each failure returns HFEED_E_NOMEM with a message and frees what it built. */
+Test(inspect, oom_sweep)
+{
+    write_fixture();
+    fx_write_text("c.json", "{\"files\": [\"a.h5\"], \"shuffle\": \"global\", \"batch_size\": 8,"
+                            " \"fields\": [{\"name\": \"x\", \"dataset\": \"/x\", \"dtype\": "
+                            "\"float32\"}, {\"name\": \"y\", \"dataset\": \"/g/y\", "
+                            "\"dtype\": \"int64\"}]}");
+    const char *config = fx_path("c.json");
+    long n = 0;
+    for (;; n++) {
+        char err[HFEED_ERRBUF_SIZE] = "";
+        hfeed_report *r = NULL;
+        hfeed__alloc_fail_after(n);
+        const hfeed_status st = hfeed_report_create(NULL, 0, config, &r, err, sizeof err);
+        hfeed__alloc_fail_after(-1);
+        if (st == HFEED_OK) {
+            hfeed_report_info in;
+            cr_assert_eq(hfeed_report_get_info(r, &in), HFEED_OK);
+            cr_expect_eq(in.fields, 2);
+            cr_expect_eq(in.datasets, 5);
+            hfeed_field_cost f;
+            cr_assert_eq(hfeed_report_get_field(r, 0, &f), HFEED_OK);
+            cr_expect_str_eq(f.name, "x");
+            cr_expect_eq(f.path, HFEED_READ_DIRECT_DECODE);
+            cr_expect_eq(f.chunks, 10);
+            cr_expect_eq(f.samples, 100);
+            hfeed_report_destroy(r);
+            break;
+        }
+        cr_assert_eq(st, HFEED_E_NOMEM, "allocation %ld: %s: %s", n, hfeed_strerror(st), err);
+        cr_assert_null(r);
+        cr_assert_neq(err[0], '\0', "allocation %ld: no message", n);
+        cr_assert_lt(n, 10000, "create never succeeded");
+    }
+    cr_assert_gt(n, 10, "the sweep covered only %ld allocations", n);
+}
