@@ -198,7 +198,8 @@ HFEED_API hfeed_status hfeed_loader_close(hfeed_loader *l);
  * On a CUDA device ("device": "cuda[:N]", or "auto" with a usable GPU) the batch's tensors are
  * in device memory and their upload has finished when this returns: they may be read on any
  * stream at once, with no event or stream to wait on. The pinned host slot the batch came
- * through was already given back to the workers.
+ * through was already given back to the workers. Release a CUDA batch when the device work that
+ * reads it has finished, or with hfeed_batch_release_on_stream() right after queuing that work.
  * Returns: HFEED_OK; HFEED_END after the last batch of the last epoch; HFEED_E_BUSY when every
  * slot is borrowed (it would otherwise wait forever); or the first error a worker met (sticky:
  * every later call returns it too, until a successful hfeed_loader_seek()).
@@ -251,6 +252,18 @@ HFEED_API const char *hfeed_loader_errmsg(const hfeed_loader *l);
  * Threads: any thread, once per batch. */
 HFEED_API void hfeed_batch_release(hfeed_batch *b);
 
+/* Gives a borrowed CUDA batch back once the work queued on `stream` so far has finished,
+ * without blocking: an event is recorded on stream, and the next upload into the batch's device
+ * buffer waits for it on the device. Use it when kernels that read the batch were queued on
+ * stream and may not have run yet: after plain hfeed_batch_release() the buffer may be
+ * overwritten by the next upload at once. stream is a cudaStream_t (NULL: the legacy default
+ * stream); it must belong to the batch's device. For CPU and fake batches it is
+ * hfeed_batch_release().
+ * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL batch); HFEED_E_DEVICE when the event could not
+ * be recorded (the stream was then synchronised instead; the batch is released either way).
+ * Ownership, Threads: as hfeed_batch_release(). */
+HFEED_API hfeed_status hfeed_batch_release_on_stream(hfeed_batch *b, void *stream);
+
 /* Fills *out with the batch's epoch, index and size.
  * Returns: HFEED_OK or HFEED_E_INVALID_ARG.
  * Threads: any thread holding the batch. */
@@ -281,7 +294,11 @@ HFEED_API hfeed_status hfeed_batch_get_indices(const hfeed_batch *b, const uint6
  * Ownership: the caller (or the framework it hands *out to) calls (*out)->deleter exactly once.
  * The batch's slot stays out of the ring until hfeed_batch_release() was called AND every
  * exported tensor's deleter has run, also after hfeed_loader_close(); so a tensor may outlive
- * the batch handle and the loader. Each live export holds one prefetch slot.
+ * the batch handle and the loader. Each live export holds one prefetch slot. Frameworks call
+ * the deleter when the tensor is freed on the host, which for a CUDA tensor can come before
+ * the kernels reading it have run: keep the batch borrowed for the step and release it with
+ * hfeed_batch_release_on_stream(b, the framework's stream), so the buffer is reused only after
+ * that stream's work and every export are done.
  * Threads: any thread holding the batch; deleters may run on any thread. */
 HFEED_API hfeed_status hfeed_batch_export_dlpack(hfeed_batch *b, size_t field, void **out);
 

@@ -19,9 +19,17 @@
  * wait(d, e) blocks the calling thread until the copies between the two marks have finished and
  * says how long the device spent on them. The stream runs operations in issue order.
  *
- * Threads: open/close on one thread; alloc/free during open and destroy; copy and mark from one
- * issuing thread; wait from one completing thread (another than the issuer is fine). Each thread
- * that calls copy/mark/wait calls bind first (CUDA's current device is per thread). */
+ * Release fences: the consumer may release a device batch while kernels it queued on its own
+ * stream still read it. fence(d, e, stream) records slot e's "free" event on that stream; before
+ * the issuer copies into slot e again it calls after_fence(d, e), which makes the device's
+ * stream wait for that event (on the device, without blocking the host).
+ *
+ * Threads: open/close on one thread; alloc/free during open and destroy; copy, mark and
+ * after_fence from one issuing thread; wait and drain from the issuer or another thread of
+ * ours; fence from the thread releasing a batch, before the slot goes back to its ring (the
+ * ring's mutex orders it before the issuer's after_fence). The issuer calls bind first (CUDA's
+ * current device is per thread). Calls on the user's threads (open, close, alloc, free, fence)
+ * leave that thread's current device as they found it. */
 #ifndef HFEED_DEVICE_H
 #define HFEED_DEVICE_H
 
@@ -38,7 +46,8 @@ struct hfeed__device_ops {
     hfeed_device_kind kind;  /* what tensors report */
     bool built;              /* false only for device_nocuda.c, whose open always fails */
 
-    /* Opens device `index` with nevents event ids; seed varies the fake device's delays.
+    /* Opens device `index` (-1: the calling thread's current device) with nevents event ids;
+     * seed varies the fake device's delays.
      * Returns: HFEED_OK; HFEED_E_DEVICE with the backend's own error text (CUDA's: "no CUDA-
      * capable device is detected", ...); HFEED_E_NOMEM.
      * Ownership: *out is the caller's; close(). */
@@ -68,6 +77,19 @@ struct hfeed__device_ops {
      * start and end marks. Returns: HFEED_OK or HFEED_E_DEVICE (a failed copy). */
     hfeed_status (*wait)(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
                          struct hfeed__err *err);
+    /* Blocks until everything queued on the stream has run (after a failed issue, before the
+     * host buffers it read are reused). */
+    void (*drain)(struct hfeed__device *d);
+    /* Records event id `event`'s release fence on the caller's stream (a cudaStream_t; NULL:
+     * the legacy default stream). Returns: HFEED_OK or HFEED_E_DEVICE; on failure the stream
+     * was synchronised instead, so the slot is free either way. */
+    hfeed_status (*fence)(struct hfeed__device *d, unsigned event, void *stream,
+                          struct hfeed__err *err);
+    /* Makes the stream wait for event id `event`'s release fence, if one was recorded since
+     * the last call. Returns: HFEED_OK or HFEED_E_DEVICE. */
+    hfeed_status (*after_fence)(struct hfeed__device *d, unsigned event, struct hfeed__err *err);
+    /* The device index in use (the one open resolved -1 to). */
+    int (*index)(const struct hfeed__device *d);
 };
 
 extern const struct hfeed__device_ops hfeed__device_host;

@@ -43,6 +43,7 @@ struct hfeed__device {
     pthread_t thread;
     bool thread_started;
     bool closing;
+    bool copying; /* the stream thread is running a copy it took off the FIFO */
     struct op fifo[FIFO_CAPACITY];
     unsigned head, count;
     struct event *events;
@@ -84,10 +85,13 @@ static void *stream_main(void *arg)
         d->count--;
         pthread_cond_broadcast(&d->progress);
         if (o.is_copy) {
+            d->copying = true;
             pthread_mutex_unlock(&d->mu);
             random_delay(d);
             memcpy(o.dst, o.src, o.n);
             pthread_mutex_lock(&d->mu);
+            d->copying = false;
+            pthread_cond_broadcast(&d->progress);
             continue;
         }
         struct event *e = &d->events[o.event];
@@ -222,6 +226,41 @@ static hfeed_status fake_wait(struct hfeed__device *d, unsigned event, uint64_t 
     return HFEED_OK;
 }
 
+static void fake_drain(struct hfeed__device *d)
+{
+    pthread_mutex_lock(&d->mu);
+    while (d->count > 0 || d->copying)
+        pthread_cond_wait(&d->progress, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* The fake device has no user streams: a consumer's host code is done with a batch when it
+ * releases it, so there is nothing to wait for. */
+static hfeed_status fake_fence(struct hfeed__device *d, unsigned event, void *stream,
+                               struct hfeed__err *err)
+{
+    (void)d;
+    (void)event;
+    (void)stream;
+    (void)err;
+    return HFEED_OK;
+}
+
+static hfeed_status fake_after_fence(struct hfeed__device *d, unsigned event,
+                                     struct hfeed__err *err)
+{
+    (void)d;
+    (void)event;
+    (void)err;
+    return HFEED_OK;
+}
+
+static int fake_index(const struct hfeed__device *d)
+{
+    (void)d;
+    return 0;
+}
+
 const struct hfeed__device_ops hfeed__device_fake = {
     .name = "fake",
     .kind = HFEED_DEVICE_FAKE,
@@ -236,4 +275,8 @@ const struct hfeed__device_ops hfeed__device_fake = {
     .copy = fake_copy,
     .mark = fake_mark,
     .wait = fake_wait,
+    .drain = fake_drain,
+    .fence = fake_fence,
+    .after_fence = fake_after_fence,
+    .index = fake_index,
 };

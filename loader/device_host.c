@@ -86,6 +86,33 @@ static hfeed_status host_wait(struct hfeed__device *d, unsigned event, uint64_t 
     return HFEED_OK;
 }
 
+static void host_drain(struct hfeed__device *d)
+{
+    (void)d;
+}
+
+static hfeed_status host_fence(struct hfeed__device *d, unsigned event, void *stream,
+                               struct hfeed__err *err)
+{
+    (void)d;
+    (void)event;
+    (void)stream;
+    (void)err;
+    return HFEED_OK;
+}
+
+static hfeed_status host_after_fence(struct hfeed__device *d, unsigned event,
+                                     struct hfeed__err *err)
+{
+    return host_fence(d, event, NULL, err);
+}
+
+static int host_index(const struct hfeed__device *d)
+{
+    (void)d;
+    return -1;
+}
+
 const struct hfeed__device_ops hfeed__device_host = {
     .name = "host",
     .kind = HFEED_DEVICE_CPU,
@@ -100,4 +127,8 @@ const struct hfeed__device_ops hfeed__device_host = {
     .copy = host_copy,
     .mark = host_mark,
     .wait = host_wait,
+    .drain = host_drain,
+    .fence = host_fence,
+    .after_fence = host_after_fence,
+    .index = host_index,
 };

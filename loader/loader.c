@@ -109,11 +109,13 @@ static hfeed_status open_device(struct hfeed_loader *l, const struct hfeed__logg
     case HFEED__DEVICE_FAKE: l->dev_ops = &hfeed__device_fake; break;
     case HFEED__DEVICE_CUDA: l->dev_ops = &hfeed__device_cuda; break;
     case HFEED__DEVICE_AUTO: {
+        /* The calling thread's current device: each rank of a job has set its own. */
         struct hfeed__err why = {0};
-        if (hfeed__device_cuda.open(0, events, cfg->seed, &l->dev, &why) == HFEED_OK) {
+        if (hfeed__device_cuda.open(-1, events, cfg->seed, &l->dev, &why) == HFEED_OK) {
             l->dev_ops = &hfeed__device_cuda;
-            l->info.device_index = 0;
-            hfeed__log(log, HFEED_LOG_INFO, "device \"auto\": using cuda:0");
+            l->info.device_index = hfeed__device_cuda.index(l->dev);
+            hfeed__log(log, HFEED_LOG_INFO, "device \"auto\": using cuda:%d (the thread's current "
+                       "device)", l->info.device_index);
             return HFEED_OK;
         }
         l->dev_ops = &hfeed__device_host;
@@ -192,6 +194,15 @@ static hfeed_status check_slot_size(const struct hfeed_loader *l, struct hfeed__
     return HFEED_OK;
 }
 
+/* Bytes of one batch slot, all fields (check_slot_size() made sure it fits). */
+static size_t slot_bytes(const struct hfeed_loader *l)
+{
+    size_t bytes = 0;
+    for (size_t k = 0; k < l->cfg->nfields; k++)
+        bytes += l->cat->fields[k].row_bytes * (size_t)l->cfg->batch_size;
+    return bytes;
+}
+
 static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
 {
     const struct hfeed__config *cfg = l->cfg;
@@ -211,9 +222,15 @@ static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
     const bool upload = l->dev_ops != &hfeed__device_host;
     hfeed_status st = hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size, end_seq,
                                          &l->host_mem, plan_batch, l, &l->ring, err);
-    if (st == HFEED_OK && upload)
+    if (st == HFEED_OK && upload) {
+        struct hfeed__err why = {0};
         st = hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size, end_seq,
-                                &l->dev_mem, NULL, NULL, &l->dev_ring, err);
+                                &l->dev_mem, NULL, NULL, &l->dev_ring, &why);
+        if (st != HFEED_OK)
+            hfeed__err_set(err, st, "device: %s:%d: cannot allocate %u device buffers of %zu "
+                           "bytes (%s)", l->dev_ops->name, l->info.device_index, cfg->prefetch,
+                           slot_bytes(l), why.msg);
+    }
     if (st == HFEED_OK && upload)
         st = hfeed__upload_create(l->dev_ops, l->dev, l->ring, l->dev_ring, cfg->prefetch,
                                   cfg->nfields, rows, &l->upload, err);
@@ -246,9 +263,7 @@ static void fill_info(struct hfeed_loader *l)
     in->world_size = cfg->world_size;
     in->workers = cfg->workers;
     in->slots = cfg->prefetch;
-    in->slot_bytes = 0;
-    for (size_t k = 0; k < cfg->nfields; k++)
-        in->slot_bytes += l->cat->fields[k].row_bytes * (size_t)cfg->batch_size;
+    in->slot_bytes = slot_bytes(l);
     in->memory_bytes = hfeed__ring_memory(l->ring) + hfeed__reader_memory(l->reader) +
                        hfeed__sampler_memory(l->sampler);
     in->device = l->dev_ops->kind;
@@ -433,10 +448,15 @@ hfeed_status hfeed_loader_seek(hfeed_loader *l, uint64_t epoch, uint64_t batch)
     /* Cannot be busy: nothing is borrowed (checked above), every thread is joined and the
      * upload stage gave its host slots back. */
     const uint64_t seq = epoch * per_epoch + batch;
-    hfeed__ring_restart(l->ring, seq);
-    if (l->dev_ring != NULL) hfeed__ring_restart(l->dev_ring, seq);
-    l->sticky = HFEED_OK;
-    const hfeed_status st = start_stages(l, &l->err);
+    hfeed_status st = hfeed__ring_restart(l->ring, seq);
+    if (st == HFEED_OK && l->dev_ring != NULL) st = hfeed__ring_restart(l->dev_ring, seq);
+    if (st != HFEED_OK) {
+        hfeed__err_set(&l->err, st, "hfeed_loader_seek: internal error: a slot is still in use "
+                       "after the stages stopped; the loader cannot go on");
+    } else {
+        l->sticky = HFEED_OK;
+        st = start_stages(l, &l->err);
+    }
     if (st != HFEED_OK) { /* no worker runs: every later next() must say why, not "end" */
         l->sticky = st;
         l->sticky_err = l->err;
@@ -495,6 +515,19 @@ void hfeed_batch_release(hfeed_batch *b)
 {
     if (b == NULL) return;
     hfeed__batch_drop(b);
+}
+
+hfeed_status hfeed_batch_release_on_stream(hfeed_batch *b, void *stream)
+{
+    if (b == NULL) return HFEED_E_INVALID_ARG;
+    struct hfeed_loader *l = b->loader;
+    hfeed_status st = HFEED_OK;
+    if (l->upload != NULL) {
+        struct hfeed__err why = {0};
+        st = l->dev_ops->fence(l->dev, (unsigned)(b - l->batches), stream, &why);
+    }
+    hfeed__batch_drop(b);
+    return st;
 }
 
 hfeed_status hfeed_batch_get_info(const hfeed_batch *b, hfeed_batch_info *out)

@@ -48,12 +48,16 @@ static void push(struct hfeed__upload *u, struct flight f)
     pthread_mutex_unlock(&u->mu);
 }
 
-/* Copies the batch's metadata and queues its data copies between its event marks.
+/* Queues the batch's data copies between its event marks, after the consumer's release fence
+ * of the slot (if it left one). *queued tells whether anything reached the stream, so that a
+ * failure part-way can drain it before the host slot is reused.
  * Returns: HFEED_OK, or the device's error (recorded in dev's slot by the caller). */
 static hfeed_status issue(struct hfeed__upload *u, const struct hfeed__slot *h,
-                          struct hfeed__slot *d, struct hfeed__err *err)
+                          struct hfeed__slot *d, bool *queued, struct hfeed__err *err)
 {
     const unsigned event = event_of(u, d);
+    HFEED__CHECK(u->ops->after_fence(u->device, event, err));
+    *queued = true;
     HFEED__CHECK(u->ops->mark(u->device, event, false, err));
     for (size_t k = 0; k < u->nfields; k++)
         HFEED__CHECK(u->ops->copy(u->device, d->data[k], h->data[k], h->samples * u->row_bytes[k],
@@ -72,9 +76,13 @@ static void *issuer_main(void *arg)
         const hfeed_status taken = hfeed__ring_take(u->host, &h);
         if (taken == HFEED_END) break; /* stopping: restart frees the claimed device slot */
         struct flight f = {.host = h, .dev = d, .marked = false};
-        if (taken != HFEED_OK) { /* cannot happen (upload.h); say so rather than hang */
+        if (taken != HFEED_OK) {
+            /* Cannot happen: the issuer holds a FILLING device slot, so fewer than depth host
+             * slots are in flight and one is not borrowed. Fail the run rather than hang. */
             f.host = NULL;
-            d->status = HFEED__FAIL(&d->err, taken, "upload: no host batch for device slot");
+            d->status = HFEED__FAIL(&d->err, HFEED_E_THREAD,
+                                    "upload: internal error: no host batch for device batch %llu",
+                                    (unsigned long long)d->seq);
         } else {
             d->epoch = h->epoch;
             d->index = h->index;
@@ -86,8 +94,10 @@ static void *issuer_main(void *arg)
                 d->status = bound;
                 d->err = bind_err;
             } else if (d->status == HFEED_OK) {
-                d->status = issue(u, h, d, &d->err);
+                bool queued = false;
+                d->status = issue(u, h, d, &queued, &d->err);
                 f.marked = d->status == HFEED_OK;
+                if (!f.marked && queued) u->ops->drain(u->device); /* copies may read h */
             }
         }
         push(u, f);
@@ -99,11 +109,10 @@ static void *issuer_main(void *arg)
     return NULL;
 }
 
+/* The completer makes no device current: waiting for an event and timing it do not need one. */
 static void *completer_main(void *arg)
 {
     struct hfeed__upload *u = arg;
-    struct hfeed__err bind_err = {0};
-    const hfeed_status bound = u->ops->bind(u->device, &bind_err);
     for (;;) {
         pthread_mutex_lock(&u->mu);
         while (u->count == 0 && !u->issuer_done)
@@ -118,14 +127,7 @@ static void *completer_main(void *arg)
         pthread_mutex_unlock(&u->mu);
 
         struct hfeed__slot *d = f.dev;
-        bool host_free = true;
-        if (f.marked && bound != HFEED_OK) {
-            /* The copies may still be running: keep the host slot out of the ring (the run has
-             * failed, and a failed run hands out no more batches). */
-            d->status = bound;
-            d->err = bind_err;
-            host_free = false;
-        } else if (f.marked) {
+        if (f.marked) {
             uint64_t busy = 0;
             d->status = u->ops->wait(u->device, event_of(u, d), &busy, &d->err);
             if (d->status == HFEED_OK) {
@@ -134,9 +136,11 @@ static void *completer_main(void *arg)
                     bytes += d->samples * u->row_bytes[k];
                 atomic_fetch_add_explicit(&u->bytes, bytes, memory_order_relaxed);
                 atomic_fetch_add_explicit(&u->busy_ns, busy, memory_order_relaxed);
+            } else {
+                u->ops->drain(u->device); /* a failed wait: make sure nothing reads f.host */
             }
         }
-        if (f.host != NULL && host_free) hfeed__ring_give_back(u->host, f.host);
+        if (f.host != NULL) hfeed__ring_give_back(u->host, f.host);
         hfeed__ring_publish(u->dev, d);
     }
     return NULL;

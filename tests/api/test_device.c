@@ -185,6 +185,26 @@ Test(device, kept_device_batches_hold_device_slots_not_host_slots)
     cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
 }
 
+/* release_on_stream gives fake (and CPU) batches back like release: the fake device has no
+ * user streams, so there is nothing to wait for; a NULL batch is refused. */
+Test(device, release_on_stream_gives_the_slot_back)
+{
+    cr_assert_eq(hfeed_batch_release_on_stream(NULL, NULL), HFEED_E_INVALID_ARG);
+    const char *devices[] = {"fake", "cpu"};
+    for (int k = 0; k < 2; k++) {
+        hfeed_loader *l = must_open(devices[k], "");
+        hfeed_batch *held[3], *b = NULL;
+        for (int i = 0; i < 3; i++) cr_assert_eq(hfeed_loader_next(l, &held[i]), HFEED_OK);
+        cr_assert_eq(hfeed_loader_next(l, &b), HFEED_E_BUSY);
+        cr_assert_eq(hfeed_batch_release_on_stream(held[0], NULL), HFEED_OK);
+        cr_assert_eq(hfeed_loader_next(l, &b), HFEED_OK, "%s", devices[k]);
+        hfeed_batch_release(b);
+        hfeed_batch_release(held[1]);
+        hfeed_batch_release(held[2]);
+        cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+    }
+}
+
 /* An exported device tensor keeps its slot (and the loader's memory) after close; its deleter
  * gives it back (ASan and valgrind check that nothing leaks and nothing is used after free). */
 Test(device, exported_fake_tensor_outlives_close)

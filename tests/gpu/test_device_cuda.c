@@ -173,6 +173,76 @@ Test(device_cuda, dlpack_export_is_a_cuda_tensor_on_the_batch_memory)
     m->deleter(m);
 }
 
+/* The consumer queues a device-to-host copy of each batch on its own stream behind a long
+ * memset (so the copy runs late), releases the batch with release_on_stream, and goes on taking
+ * batches. Without the fence the next upload into that buffer could overwrite it before the
+ * late copy read it; with it, every copy holds its batch's values. */
+Test(device_cuda, release_on_stream_keeps_the_buffer_until_the_stream_is_done)
+{
+    require_gpu();
+    hfeed_loader *cpu = open_on("cpu", "");
+    hfeed_loader *gpu = open_on("cuda:0", "");
+    cudaStream_t s;
+    cr_assert_eq(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+    const size_t big = (size_t)256 << 20;
+    void *scratch = NULL;
+    cr_assert_eq(cudaMalloc(&scratch, big), cudaSuccess);
+    enum { N = 24 };
+    void *copies[N];
+    void *expect[N];
+    size_t sizes[N];
+    int n = 0;
+    hfeed_batch *a = NULL, *b = NULL;
+    while (n < N && hfeed_loader_next(gpu, &b) == HFEED_OK) {
+        cr_assert_eq(hfeed_loader_next(cpu, &a), HFEED_OK);
+        hfeed_tensor ta, tb;
+        hfeed_batch_get_tensor(a, 0, &ta);
+        hfeed_batch_get_tensor(b, 0, &tb);
+        for (int k = 0; k < 8; k++) cudaMemsetAsync(scratch, k, big, s); /* delay the stream */
+        cr_assert_eq(cudaMallocHost(&copies[n], tb.nbytes), cudaSuccess);
+        cr_assert_eq(cudaMemcpyAsync(copies[n], tb.data, tb.nbytes, cudaMemcpyDeviceToHost, s),
+                     cudaSuccess);
+        expect[n] = malloc(ta.nbytes);
+        memcpy(expect[n], ta.data, ta.nbytes);
+        sizes[n] = ta.nbytes;
+        cr_assert_eq(hfeed_batch_release_on_stream(b, s), HFEED_OK);
+        hfeed_batch_release(a);
+        n++;
+    }
+    cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(memcmp(copies[i], expect[i], sizes[i]), 0, "batch %d was overwritten", i);
+        cudaFreeHost(copies[i]);
+        free(expect[i]);
+    }
+    cudaFree(scratch);
+    cudaStreamDestroy(s);
+    cr_assert_eq(hfeed_loader_close(cpu), HFEED_OK);
+    cr_assert_eq(hfeed_loader_close(gpu), HFEED_OK);
+}
+
+/* Opening a loader must leave the caller's current device as it was (ranks rely on it). */
+Test(device_cuda, open_keeps_the_callers_current_device)
+{
+    require_gpu();
+    int n = 0;
+    cudaGetDeviceCount(&n);
+    const int mine = n > 1 ? 1 : 0;
+    cr_assert_eq(cudaSetDevice(mine), cudaSuccess);
+    hfeed_loader *l = open_on("cuda:0", "");
+    int now = -1;
+    cudaGetDevice(&now);
+    cr_assert_eq(now, mine);
+    hfeed_loader *a = open_on("auto", ""); /* auto takes the caller's device */
+    hfeed_loader_info info;
+    hfeed_loader_get_info(a, &info);
+    cr_assert_eq(info.device_index, mine);
+    cr_assert_eq(hfeed_loader_close(a), HFEED_OK);
+    cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+    cudaGetDevice(&now);
+    cr_assert_eq(now, mine);
+}
+
 Test(device_cuda, a_thousand_open_close_cycles_leak_no_device_memory)
 {
     require_gpu();
