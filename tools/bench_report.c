@@ -3,6 +3,8 @@
  * no plotting library. */
 #include "bench_report.h"
 
+#include "cmd.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -97,21 +99,6 @@ static double ready_share(const struct bench_run *run)
     return run->batches > 0 ? (double)run->ready_batches / (double)run->batches : 0.0;
 }
 
-static void print_json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            printf("\\%c", *p);
-        } else if (*p < 0x20) {
-            printf("\\u%04x", *p);
-        } else {
-            putchar(*p);
-        }
-    }
-    putchar('"');
-}
-
 /* The share of the steady phase (first batch to end) the consumer spent blocked in next(). */
 static double starved_share(const struct bench_run *run)
 {
@@ -132,7 +119,7 @@ void bench_print_json(const char *config, const struct bench_run *run)
     char device[32];
     device_name(in, device, sizeof device);
     printf("{\"config\": ");
-    print_json_string(config);
+    hfeed_cmd_json_string(config);
     printf(", \"version\": \"%s\"", hfeed_version_string());
     printf(", \"samples\": %" PRIu64 ", \"batches\": %" PRIu64 ", \"epochs\": %" PRIu64,
            run->samples, run->batches, in->epochs);
@@ -157,7 +144,7 @@ void bench_print_json(const char *config, const struct bench_run *run)
            ", \"slot_bytes\": %zu, \"memory_bytes\": %zu",
            in->rank, in->world_size, in->workers, in->slots, in->slot_bytes, in->memory_bytes);
     printf(", \"device\": ");
-    print_json_string(device);
+    hfeed_cmd_json_string(device);
     printf(", \"hdf5_threadsafe\": %s", in->hdf5_threadsafe ? "true" : "false");
     printf(", \"nan_values\": %" PRIu64 ", \"overflow_values\": %" PRIu64
            ", \"fallback_reads\": %" PRIu64,

@@ -47,6 +47,10 @@ int hfeed_cmd_exit_code(hfeed_status status);
 int hfeed_cmd_option(int argc, char **argv, int *i, const char *name, const char **value,
                      const char *cmd);
 
+/* Prints s on stdout as a JSON string (quotes, backslashes and control characters escaped;
+ * other bytes as they are, so UTF-8 passes through), or `null` when s is NULL. */
+void hfeed_cmd_json_string(const char *s);
+
 /* Parses a whole decimal number without sign into *out.
  * Returns: 0 on success, -1 when text is empty, has other characters, or overflows 64 bits. */
 int hfeed_cmd_parse_u64(const char *text, uint64_t *out);

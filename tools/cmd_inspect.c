@@ -112,25 +112,6 @@ static void type_str(const hfeed_dataset_desc *d, char *out, size_t len)
     snprintf(out, len, "%c%c%zu", size == 1 ? '|' : d->big_endian ? '>' : '<', kind, size);
 }
 
-static void json_string(const char *s)
-{
-    if (s == NULL) {
-        fputs("null", stdout);
-        return;
-    }
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            printf("\\%c", *p);
-        } else if (*p < 0x20) {
-            printf("\\u%04x", *p);
-        } else {
-            putchar(*p);
-        }
-    }
-    putchar('"');
-}
-
 static void json_dims(const uint64_t *dims, int rank)
 {
     putchar('[');
@@ -143,11 +124,11 @@ static void json_dims(const uint64_t *dims, int rank)
 static void json_dataset(const hfeed_dataset_desc *d)
 {
     printf("{\"file\": ");
-    json_string(d->file);
+    hfeed_cmd_json_string(d->file);
     printf(", \"path\": ");
-    json_string(d->path);
+    hfeed_cmd_json_string(d->path);
     printf(", \"skipped\": ");
-    json_string(d->skipped);
+    hfeed_cmd_json_string(d->skipped);
     if (d->skipped != NULL) {
         putchar('}');
         return;
@@ -169,7 +150,7 @@ static void json_dataset(const hfeed_dataset_desc *d)
     for (unsigned i = 0; i < d->nfilters; i++) {
         const hfeed_filter_desc *f = &d->filters[i];
         printf("%s{\"id\": %d, \"name\": ", i > 0 ? ", " : "", f->id);
-        json_string(f->name);
+        hfeed_cmd_json_string(f->name);
         printf(", \"direct\": %s, \"params\": [", f->direct ? "true" : "false");
         for (unsigned j = 0; j < f->nparams && j < 8; j++) {
             printf("%s%u", j > 0 ? ", " : "", f->params[j]);
@@ -177,16 +158,16 @@ static void json_dataset(const hfeed_dataset_desc *d)
         printf("]}");
     }
     printf("], \"direct\": %s, \"slow_reason\": ", d->direct ? "true" : "false");
-    json_string(d->direct ? NULL : d->slow_reason);
+    hfeed_cmd_json_string(d->direct ? NULL : d->slow_reason);
     putchar('}');
 }
 
 static void json_field(const hfeed_field_cost *f)
 {
     printf("{\"name\": ");
-    json_string(f->name);
+    hfeed_cmd_json_string(f->name);
     printf(", \"dataset\": ");
-    json_string(f->dataset);
+    hfeed_cmd_json_string(f->dataset);
     printf(", \"read_path\": \"%s\", \"samples\": %" PRIu64 ", \"bytes_delivered\": %" PRIu64
            ", \"chunks\": %" PRIu64 ", \"chunk_bytes\": %" PRIu64 ", \"shuffle\": {",
            path_name(f->path), f->samples, f->bytes_delivered, f->chunks, f->chunk_bytes);
@@ -212,7 +193,7 @@ static void print_json(const hfeed_report *r, const hfeed_report_info *in, const
     printf("], \"config\": ");
     if (in->has_config) {
         printf("{\"path\": ");
-        json_string(config);
+        hfeed_cmd_json_string(config);
         printf(", \"batch_size\": %" PRIu64 ", \"shuffle\": \"%s\", \"shuffle_window\": %u"
                ", \"cache_mb\": %" PRIu64 ", \"cache_entries\": %" PRIu64
                ", \"world_size\": %u, \"read_path\": \"%s\"}",
@@ -233,11 +214,11 @@ static void print_json(const hfeed_report *r, const hfeed_report_info *in, const
         hfeed_warning w;
         hfeed_report_get_warning(r, i, &w);
         printf("%s{\"kind\": \"%s\", \"file\": ", i > 0 ? ", " : "", warning_name(w.kind));
-        json_string(w.file);
+        hfeed_cmd_json_string(w.file);
         printf(", \"dataset\": ");
-        json_string(w.dataset);
+        hfeed_cmd_json_string(w.dataset);
         printf(", \"message\": ");
-        json_string(w.message);
+        hfeed_cmd_json_string(w.message);
         putchar('}');
     }
     printf("]}\n");

@@ -98,6 +98,25 @@ int hfeed_cmd_option(int argc, char **argv, int *i, const char *name, const char
     return 1;
 }
 
+void hfeed_cmd_json_string(const char *s)
+{
+    if (s == NULL) {
+        fputs("null", stdout);
+        return;
+    }
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            printf("\\%c", *p);
+        } else if (*p < 0x20) {
+            printf("\\u%04x", *p);
+        } else {
+            putchar(*p);
+        }
+    }
+    putchar('"');
+}
+
 int hfeed_cmd_parse_u64(const char *text, uint64_t *out)
 {
     if (text[0] < '0' || text[0] > '9') {

@@ -34,7 +34,7 @@ REQUIRED_KEYS = (
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from toolcheck import Checker  # noqa: E402  (the shared check counter)
+from toolcheck import Checker, tool_from_argv  # noqa: E402  (the shared check counter)
 
 
 def row_hashes(arrays):
@@ -388,10 +388,7 @@ def test_synth(bench, tool, tmp):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} /path/to/h5feed", file=sys.stderr)
-        return 2
-    tool = os.path.abspath(sys.argv[1])
+    tool = tool_from_argv()
     checker = Checker()
     with tempfile.TemporaryDirectory(prefix="h5feed_tool_") as tmp:
         data = make_files(tmp)

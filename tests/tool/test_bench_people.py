@@ -23,14 +23,11 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from toolcheck import Checker  # noqa: E402  (the shared check counter)
+from toolcheck import Checker, tool_from_argv  # noqa: E402  (the shared check counter)
 
 
 def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} /path/to/h5feed", file=sys.stderr)
-        return 2
-    tool = os.path.abspath(sys.argv[1])
+    tool = tool_from_argv()
     c = Checker()
 
     def run(*args):
