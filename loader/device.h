@@ -92,6 +92,12 @@ struct hfeed__device_ops {
     int (*index)(const struct hfeed__device *d);
 };
 
+/* Plain host memory (64-byte aligned, not page-locked) as every backend's unpinned staging
+ * memory: host_alloc/host_free of the host and fake backends, and of CUDA with "pinned": false.
+ * `pinned` is ignored. */
+void *hfeed__device_plain_alloc(struct hfeed__device *d, size_t size, bool pinned);
+void hfeed__device_plain_free(struct hfeed__device *d, void *p, bool pinned);
+
 extern const struct hfeed__device_ops hfeed__device_host;
 extern const struct hfeed__device_ops hfeed__device_cuda; /* device_cuda.c or device_nocuda.c */
 extern const struct hfeed__device_ops hfeed__device_fake;

@@ -131,7 +131,7 @@ static hfeed_status cuda_open(int index, unsigned nevents, uint64_t seed,
 /* Staging buffers are 64-byte aligned either way: cudaHostAlloc returns page-aligned memory. */
 static void *cuda_host_alloc(struct hfeed__device *d, size_t size, bool pinned)
 {
-    if (!pinned) return hfeed__alloc_aligned(size);
+    if (!pinned) return hfeed__device_plain_alloc(d, size, false);
     void *p = NULL;
     const int prev = enter(d->index);
     if (cudaHostAlloc(&p, size, cudaHostAllocDefault) != cudaSuccess) {
@@ -145,7 +145,7 @@ static void *cuda_host_alloc(struct hfeed__device *d, size_t size, bool pinned)
 static void cuda_host_free(struct hfeed__device *d, void *p, bool pinned)
 {
     if (!pinned) {
-        hfeed__free(p);
+        hfeed__device_plain_free(d, p, false);
         return;
     }
     if (p == NULL) return;

@@ -150,20 +150,6 @@ static hfeed_status fake_open(int index, unsigned nevents, uint64_t seed,
     return HFEED_OK;
 }
 
-static void *fake_host_alloc(struct hfeed__device *d, size_t size, bool pinned)
-{
-    (void)d;
-    (void)pinned;
-    return hfeed__alloc_aligned(size);
-}
-
-static void fake_host_free(struct hfeed__device *d, void *p, bool pinned)
-{
-    (void)d;
-    (void)pinned;
-    hfeed__free(p);
-}
-
 static void *fake_dev_alloc(struct hfeed__device *d, size_t size)
 {
     (void)d;
@@ -267,8 +253,8 @@ const struct hfeed__device_ops hfeed__device_fake = {
     .built = true,
     .open = fake_open,
     .close = fake_close,
-    .host_alloc = fake_host_alloc,
-    .host_free = fake_host_free,
+    .host_alloc = hfeed__device_plain_alloc,
+    .host_free = hfeed__device_plain_free,
     .dev_alloc = fake_dev_alloc,
     .dev_free = fake_dev_free,
     .bind = fake_bind,

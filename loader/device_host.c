@@ -26,14 +26,14 @@ static void host_close(struct hfeed__device *d)
     (void)d;
 }
 
-static void *host_alloc(struct hfeed__device *d, size_t size, bool pinned)
+void *hfeed__device_plain_alloc(struct hfeed__device *d, size_t size, bool pinned)
 {
     (void)d;
     (void)pinned;
     return hfeed__alloc_aligned(size);
 }
 
-static void host_free(struct hfeed__device *d, void *p, bool pinned)
+void hfeed__device_plain_free(struct hfeed__device *d, void *p, bool pinned)
 {
     (void)d;
     (void)pinned;
@@ -42,12 +42,12 @@ static void host_free(struct hfeed__device *d, void *p, bool pinned)
 
 static void *host_dev_alloc(struct hfeed__device *d, size_t size)
 {
-    return host_alloc(d, size, false);
+    return hfeed__device_plain_alloc(d, size, false);
 }
 
 static void host_dev_free(struct hfeed__device *d, void *p)
 {
-    host_free(d, p, false);
+    hfeed__device_plain_free(d, p, false);
 }
 
 static hfeed_status host_bind(struct hfeed__device *d, struct hfeed__err *err)
@@ -119,8 +119,8 @@ const struct hfeed__device_ops hfeed__device_host = {
     .built = true,
     .open = host_open,
     .close = host_close,
-    .host_alloc = host_alloc,
-    .host_free = host_free,
+    .host_alloc = hfeed__device_plain_alloc,
+    .host_free = hfeed__device_plain_free,
     .dev_alloc = host_dev_alloc,
     .dev_free = host_dev_free,
     .bind = host_bind,
