@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "catalog.h"
 #include "config.h"
 #include "error.h"
 #include "h5feed.h"
@@ -82,6 +83,28 @@ static hfeed_status check_folder(const char *path, struct hfeed__err *err)
     return st;
 }
 
+/* Refuses an output path that names one of the input files (the same file, by device and
+ * inode, however it is spelt): the rename at the end would replace the data being read. */
+static hfeed_status check_not_an_input(const struct hfeed__config *cfg, const char *out_path,
+                                       struct hfeed__err *err)
+{
+    struct stat out;
+    if (stat(out_path, &out) != 0) return HFEED_OK; /* a new file cannot be an input */
+    char **files = NULL;
+    size_t n = 0;
+    hfeed_status st = hfeed__catalog_expand(cfg, &files, &n, err);
+    for (size_t i = 0; st == HFEED_OK && i < n; i++) {
+        struct stat in;
+        if (stat(files[i], &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+            st = HFEED__FAIL(err, HFEED_E_CONFIG,
+                             "output.path \"%s\" is the input file \"%s\": convert would replace "
+                             "the data it reads; choose another output path",
+                             out_path, files[i]);
+    }
+    hfeed__catalog_expand_free(files, n);
+    return st;
+}
+
 /* Parses the config into *cfg, takes its "output" section into j->out (with its path) and
  * puts the loader on the host. *cfg is the caller's, also on failure. */
 static hfeed_status read_config(const char *config_path, struct job *j, struct hfeed__config **cfg,
@@ -106,7 +129,8 @@ static hfeed_status read_config(const char *config_path, struct job *j, struct h
     j->tmp = hfeed__alloc(n);
     if (j->tmp == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "convert: out of memory");
     snprintf(j->tmp, n, "%s.tmp.%ld", j->out.path, (long)getpid());
-    return check_folder(j->out.path, err);
+    HFEED__CHECK(check_folder(j->out.path, err));
+    return check_not_an_input(c, j->out.path, err);
 }
 
 /* The stored type of an output dtype, in the host's byte order. */

@@ -279,6 +279,8 @@ def main():
             ("bad_scale.json", dict(slow, fields=[{"name": "x", "dataset": "/x",
                                                    "scale": [1, 2]}]), "fields[0].scale"),
             ("cuda.json", dict(slow, device="cuda:0"), "device: convert writes from host memory"),
+            ("onto_input.json", dict(slow, output={"path": slow["files"][0]}),
+             "is the input file"),
         ]
         for name, cfg, needle in bad:
             rc, _, err = convert(name, cfg, code=2)
