@@ -418,13 +418,25 @@ int hfeed_cmd_bench(int argc, char **argv)
         /* hfeed_cmd_option() moves i past what it matched; every other branch moves it here. */
         const int m_csv = hfeed_cmd_option(argc, argv, &i, "--csv", &value, CMD);
         const int m_plot = m_csv != 0 ? 0 : hfeed_cmd_option(argc, argv, &i, "--plot", &value, CMD);
-        if (m_csv < 0 || m_plot < 0) {
+        const int m_ms = m_csv != 0 || m_plot != 0
+                             ? 0
+                             : hfeed_cmd_option(argc, argv, &i, "--compute-ms", &value, CMD);
+        if (m_csv < 0 || m_plot < 0 || m_ms < 0) {
             goto out;
         } else if (m_csv > 0) {
             csv = value;
             continue;
         } else if (m_plot > 0) {
             plot = value;
+            continue;
+        } else if (m_ms > 0) {
+            char *end = NULL;
+            compute_ms = strtod(value, &end);
+            if (end == value || *end != '\0' || !(compute_ms >= 0.0) || compute_ms > 3.6e6) {
+                fprintf(stderr, "h5feed " CMD ": --compute-ms: expected milliseconds from 0 to "
+                                "3600000, got '%s'\n", value);
+                goto out;
+            }
             continue;
         }
         i++;
@@ -438,16 +450,6 @@ int hfeed_cmd_bench(int argc, char **argv)
             no_digest = 1;
         } else if (strcmp(arg, "--cold") == 0) {
             cold = 1;
-        } else if (strcmp(arg, "--compute-ms") == 0 || strncmp(arg, "--compute-ms=", 13) == 0) {
-            const char *v = arg[12] == '=' ? arg + 13 : (i < argc ? argv[i++] : NULL);
-            char *end = NULL;
-            compute_ms = v != NULL ? strtod(v, &end) : -1.0;
-            if (v == NULL || end == v || *end != '\0' || !(compute_ms >= 0.0) ||
-                compute_ms > 3.6e6) {
-                fprintf(stderr, "h5feed " CMD ": --compute-ms: expected milliseconds from 0 to "
-                                "3600000, got '%s'\n", v != NULL ? v : "");
-                goto out;
-            }
         } else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "h5feed " CMD ": unknown option '%s' (see h5feed bench --help)\n", arg);
             goto out;
