@@ -131,6 +131,27 @@ def main():
         except ValueError:
             c.check(False, f"stdout is not JSON with a terminal on stderr: {out!r}")
 
+        # --compute-ms on the fake device: the step (a sleep) is far slower than the loader, so
+        # the consumer is rarely starved; the upload stage counts every delivered byte.
+        fake = os.path.join(tmp, "fake.json")
+        with open(fake, "w") as f:
+            json.dump({"files": ["people.h5"],
+                       "fields": [{"name": "x", "dataset": "/features", "dtype": "float32"}],
+                       "batch_size": 256, "workers": 2, "device": "fake"}, f)
+        rc, out, err = run("bench", fake, "--json", "--compute-ms", "20")
+        if c.check(rc == 0, f"bench --compute-ms exit {rc}\n{err}"):
+            obj = json.loads(out)
+            c.check(obj.get("compute_ms") == 20, f"compute_ms {obj.get('compute_ms')!r}")
+            c.check(obj.get("seconds", 0) >= 16 * 0.020, f"16 steps of 20 ms took {obj['seconds']}")
+            c.check(0.0 <= obj.get("starved_share", -1) < 0.5,
+                    f"starved_share {obj.get('starved_share')!r} with a 20 ms step")
+            c.check(obj.get("upload_bytes") == obj.get("bytes_out") == 4096 * 64 * 4,
+                    f"upload_bytes {obj.get('upload_bytes')} bytes_out {obj.get('bytes_out')}")
+            c.check(obj.get("digest") is not None, "fake batches are host memory: digest expected")
+        for bad in ("-1", "x", "1e9"):
+            rc, _, err = run("bench", fake, "--compute-ms", bad)
+            c.check(rc == 2 and "--compute-ms" in err, f"--compute-ms {bad}: {rc} {err!r}")
+
         # --cold: evicts the named files, reports warm false; usage errors exit 2.
         rc, out, err = run("bench", cfg, "--json", "--cold", h5)
         if c.check(rc == 0, f"bench --cold exit {rc}\n{err}"):
