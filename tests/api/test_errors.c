@@ -128,19 +128,6 @@ Test(errors, missing_config_file_is_named)
     cr_assert_not_null(strstr(err, "no-such-config.json"), "message: %s", err);
 }
 
-Test(errors, device_cuda_is_unavailable)
-{
-    if (hfeed_features() & HFEED_FEATURE_CUDA) {
-        cr_skip_test("built with the CUDA backend: tests/api/test_device.c covers it");
-    }
-    expect_open_fails(config_with("[\"good.h5\"]", GOOD_FIELDS, "\"device\": \"cuda\""),
-                      HFEED_E_DEVICE, "device: cuda:0: this build of h5feed has no CUDA backend",
-                      NULL);
-    expect_open_fails(config_with("[\"good.h5\"]", GOOD_FIELDS, "\"device\": \"cuda:1\""),
-                      HFEED_E_DEVICE, "device: cuda:1: this build of h5feed has no CUDA backend",
-                      NULL);
-}
-
 /* --- files and datasets --------------------------------------------------------------------- */
 
 Test(errors, missing_file_is_named)
