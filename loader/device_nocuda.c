@@ -11,10 +11,11 @@ static hfeed_status nocuda_open(int index, unsigned nevents, uint64_t seed,
     (void)nevents;
     (void)seed;
     *out = NULL;
+    /* index -1 is "the thread's current device" ("auto"), which this build cannot name. */
     return HFEED__FAIL(err, HFEED_E_DEVICE,
                        "cuda:%d: this build of h5feed has no CUDA backend (built with "
                        "HFEED_CUDA=OFF, or without the CUDA Toolkit)",
-                       index);
+                       index < 0 ? 0 : index);
 }
 
 static void nocuda_close(struct hfeed__device *d)
