@@ -87,7 +87,7 @@ no_reports() {
 }
 
 normal() {
-    configure_build build RelWithDebInfo || return 1
+    configure_build build RelWithDebInfo -DHFEED_CUDA=AUTO || return 1
     ctest --test-dir build --output-on-failure -j "$jobs" || return 1
 }
 
@@ -173,7 +173,7 @@ valgrind_run() {
 memcheck() {
     local logs="$reports/valgrind" src name ran=0 ok=1
     # The normal build is the one checked: step 1 built it (or this builds it).
-    configure_build build RelWithDebInfo || return 1
+    configure_build build RelWithDebInfo -DHFEED_CUDA=AUTO || return 1
     write_suppressions "$reports/h5feed.supp"
     for src in tests/api/test_*.c; do
         [[ -e "$src" ]] || continue
