@@ -1,0 +1,311 @@
+#!/usr/bin/python3
+"""The Python binding (python/h5feed.py) end to end, against h5py + numpy as the reference.
+
+Usage: /usr/bin/python3 tests/python/test_binding.py /path/to/libh5feed.so
+
+Files are written here with h5py from numpy arrays; every value a framework gets through the
+binding (torch.from_dlpack, numpy.from_dlpack) is compared with numpy's own conversion of the
+rows the batch says it holds. Also: every sample exactly once per epoch, zero copy (the
+framework's pointer is the slot's), tensors outliving their batch and the loader, BUSY instead
+of a hang when tensors hold every slot, errors that name the key, file and dataset, seek,
+the fake device, logging and field statistics. The torch checks need python3-torch; without it
+they are reported as skipped and the NumPy checks still run."""
+
+import gc
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tool"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+from toolcheck import Checker  # noqa: E402
+
+if len(sys.argv) != 2:
+    print(f"usage: {sys.argv[0]} /path/to/libh5feed.so", file=sys.stderr)
+    sys.exit(2)
+os.environ["H5FEED_LIBRARY"] = os.path.abspath(sys.argv[1])
+import h5feed  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+c = Checker()
+tmp = tempfile.mkdtemp(prefix="h5feed-binding-")
+rng = np.random.default_rng(7)
+
+# Two files, so global indices cross a file boundary: A chunked gzip+shuffle little-endian,
+# B contiguous big-endian; samples of shape (3, 2), int64 labels, float16 and int16 extras.
+A_ROWS, B_ROWS = 1000, 300
+xa = rng.standard_normal((A_ROWS, 3, 2)) * 1e3
+xb = rng.standard_normal((B_ROWS, 3, 2))
+ya = rng.integers(-2**40, 2**40, A_ROWS)
+yb = rng.integers(-2**40, 2**40, B_ROWS)
+ha = rng.standard_normal(A_ROWS).astype(np.float16)
+hb = rng.standard_normal(B_ROWS).astype(np.float16)
+sa = rng.integers(-30000, 30000, A_ROWS).astype(np.int16)
+sb = rng.integers(-30000, 30000, B_ROWS).astype(np.int16)
+path_a = os.path.join(tmp, "a.h5")
+path_b = os.path.join(tmp, "b.h5")
+with h5py.File(path_a, "w") as f:
+    f.create_dataset("x", data=xa, chunks=(64, 3, 2), compression="gzip", shuffle=True)
+    f.create_dataset("y", data=ya, chunks=(128,))
+    f.create_dataset("h", data=ha, chunks=(100,))
+    f.create_dataset("s", data=sa)
+with h5py.File(path_b, "w") as f:
+    f.create_dataset("x", data=xb.astype(">f8"))
+    f.create_dataset("y", data=yb)
+    f.create_dataset("h", data=hb)
+    f.create_dataset("s", data=sb.astype(">i2"))
+X = np.concatenate([xa, xb])
+Y = np.concatenate([ya, yb])
+H = np.concatenate([ha, hb])
+S = np.concatenate([sa, sb])
+N = A_ROWS + B_ROWS
+
+
+def config(**over):
+    cfg = {"files": ["a.h5", "b.h5"],
+           "fields": [{"name": "x", "dataset": "/x", "dtype": "float32"},
+                      {"name": "y", "dataset": "/y", "dtype": "int64"}],
+           "batch_size": 64, "shuffle": "global", "seed": 11, "epochs": 2, "workers": 2,
+           "prefetch": 3, "device": "cpu"}
+    cfg.update(over)
+    return cfg
+
+
+def loader(**over):
+    return h5feed.Loader(config(**over), base_dir=tmp)
+
+
+def expect_error(fn, status, *needles):
+    """Checks that fn() raises h5feed.Error with `status` and a message holding every needle."""
+    try:
+        fn()
+    except h5feed.Error as e:
+        ok = e.status == status and all(n in str(e) for n in needles)
+        return c.check(ok, f"error status {e.status} (want {status}), message {str(e)!r} "
+                           f"should name {needles}")
+    return c.check(False, f"no error raised; wanted status {status} naming {needles}")
+
+
+def run_all(**over):
+    """[(epoch, index, indices)] of an uninterrupted run."""
+    with loader(**over) as ld:
+        return [(b.epoch, b.index, list(b.indices)) for b in ld]
+
+
+# ---- values, exactly once per epoch, zero copy ---------------------------------------------
+
+def check_values_once(use_torch):
+    per_epoch = {}
+    nbatches = 0
+    with loader() as ld:
+        c.check(ld.info.samples_per_epoch == N and ld.info.device == "cpu",
+                f"info: {ld.info}")
+        for b in ld:
+            nbatches += 1
+            idx = np.asarray(b.indices, dtype=np.int64)
+            if use_torch:
+                x = torch.from_dlpack(b["x"])
+                y = torch.from_dlpack(b[1])
+                c.check(x.dtype == torch.float32 and y.dtype == torch.int64,
+                        f"torch dtypes {x.dtype} {y.dtype}")
+                c.check(x.data_ptr() == b["x"].data_ptr and y.data_ptr() == b["y"].data_ptr,
+                        "torch tensors share the slot's memory (no copy)")
+                xn, yn = x.numpy(), y.numpy()
+            else:
+                xn, yn = np.from_dlpack(b["x"]), np.from_dlpack(b["y"])
+                c.check(xn.ctypes.data == b["x"].data_ptr, "numpy array is the slot's memory")
+            c.check(xn.shape == (len(b), 3, 2) and yn.shape == (len(b),),
+                    f"shapes {xn.shape} {yn.shape} for {len(b)} rows")
+            c.check(np.array_equal(xn, X[idx].astype(np.float32)),
+                    f"x of epoch {b.epoch} batch {b.index} equals numpy's float32 cast")
+            c.check(np.array_equal(yn, Y[idx]), f"y of epoch {b.epoch} batch {b.index}")
+            per_epoch.setdefault(b.epoch, []).extend(b.indices)
+    c.check(nbatches == 2 * ((N + 63) // 64), f"{nbatches} batches in 2 epochs")
+    for e in (0, 1):
+        c.check(sorted(per_epoch.get(e, [])) == list(range(N)),
+                f"epoch {e}: every sample exactly once")
+    c.check(per_epoch[0] != per_epoch[1], "global shuffle: the epochs' orders differ")
+
+
+check_values_once(use_torch=False)
+if torch is not None:
+    check_values_once(use_torch=True)
+
+# The conveniences, and dtypes beyond float32/int64: float16 as stored, int16 widened.
+with loader(fields=[{"name": "h", "dataset": "/h", "dtype": "native"},
+                    {"name": "s", "dataset": "/s", "dtype": "int32"},
+                    {"name": "x", "dataset": "/x", "dtype": "float64"}], epochs=1) as ld:
+    b = next(ld)
+    idx = np.asarray(b.indices, dtype=np.int64)
+    arrays = b.numpy()
+    c.check(list(arrays) == ["h", "s", "x"], f"numpy() keys {list(arrays)}")
+    c.check(arrays["h"].dtype == np.float16 and np.array_equal(arrays["h"], H[idx]),
+            "float16 'native' field equals the stored values")
+    c.check(arrays["s"].dtype == np.int32 and np.array_equal(arrays["s"], S[idx]),
+            "int16 (both byte orders) widened to int32")
+    c.check(arrays["x"].dtype == np.float64 and np.array_equal(arrays["x"], X[idx]),
+            "float64 output equals the stored float64")
+    if torch is not None:
+        t = b.torch()
+        c.check(t["h"].dtype == torch.float16 and np.array_equal(t["h"].numpy(), H[idx]),
+                "torch() float16")
+    try:
+        b["nope"]
+        c.check(False, "a missing field name raises KeyError")
+    except KeyError as e:
+        c.check("nope" in str(e) and "'x'" in str(e), f"KeyError names the fields: {e}")
+
+# ---- lifetimes: tensors outlive the batch and the loader; BUSY, not a hang --------------------
+
+ld = loader(prefetch=2, epochs=1, shuffle="none")
+b0 = next(ld)
+kept = np.from_dlpack(b0["x"])
+kept_idx = np.asarray(b0.indices)
+b1 = next(ld)  # b0 given back; kept still holds its slot
+expect_error(lambda: b0["x"].__dlpack__(), 1, "given back")
+ld.close()
+gc.collect()
+c.check(np.array_equal(kept, X[kept_idx].astype(np.float32)),
+        "a tensor taken from batch 0 keeps its values after the batch and the loader are gone")
+del kept, b0, b1
+gc.collect()
+
+reference = run_all(prefetch=2, epochs=1, shuffle="chunk")
+with loader(prefetch=2, epochs=1, shuffle="chunk") as ld:
+    held = [np.from_dlpack(next(ld)["x"]), np.from_dlpack(next(ld)["x"])]
+    expect_error(lambda: next(ld), h5feed.BUSY, "")
+    held.clear()  # frees both slots (the exports' deleters run)
+    b = next(ld)
+    c.check((b.epoch, b.index, list(b.indices)) == reference[2],
+            "after BUSY the next batch is batch 2: none was lost")
+    rest = [(x.epoch, x.index, list(x.indices)) for x in ld]
+    c.check([reference[2]] + rest == reference[2:], "the rest of the epoch as uninterrupted")
+
+# Exports no framework takes: the capsule's destructor gives the slot back.
+with loader(prefetch=2, epochs=1) as ld:
+    count = 0
+    for b in ld:
+        capsule = b["x"].__dlpack__()
+        del capsule
+        count += 1
+    c.check(count == (N + 63) // 64, f"untaken capsules free their slots ({count} batches)")
+
+# Tensors freed on another thread (deleters may run on any thread).
+with loader(prefetch=2, epochs=1) as ld:
+    count = 0
+    for b in ld:
+        arr = np.from_dlpack(b["x"])
+        t = threading.Thread(target=lambda a: a.sum(), args=(arr,))
+        del arr
+        t.start()
+        t.join()
+        count += 1
+    c.check(count == (N + 63) // 64, "tensors freed on other threads give their slots back")
+
+# ---- errors name the key, file and dataset ---------------------------------------------------
+
+expect_error(lambda: loader(batch_sise=3), 4, "batch_sise")
+expect_error(lambda: loader(shuffle="sideways"), 4, "shuffle")
+expect_error(lambda: loader(files=["a.h5", "missing.h5"]), 5, "missing.h5")
+expect_error(lambda: loader(fields=[{"name": "x", "dataset": "/nope"}]), 6, "/nope", "a.h5")
+expect_error(lambda: h5feed.Loader(os.path.join(tmp, "no-such-config.json")), 5,
+             "no-such-config.json")
+
+# A corrupt chunk: the error comes out of the loop, naming the file and the dataset.
+bad = os.path.join(tmp, "bad.h5")
+with h5py.File(bad, "w") as f:
+    d = f.create_dataset("x", data=xa, chunks=(64, 3, 2), compression="gzip")
+    info = d.id.get_chunk_info(3)
+with open(bad, "r+b") as f:
+    f.seek(info.byte_offset + 4)
+    f.write(b"\xff" * 16)
+delivered = []
+try:
+    with loader(files=["bad.h5"], fields=[{"name": "x", "dataset": "/x"}], shuffle="none",
+                epochs=1) as ld:
+        for b in ld:
+            delivered.append(b.index)
+    c.check(False, "a corrupt chunk raises an error")
+except h5feed.Error as e:
+    c.check(e.status == 8 and "bad.h5" in str(e) and "/x" in str(e),
+            f"corrupt chunk: status {e.status}, {e}")
+c.check(all(i < 3 for i in delivered), f"no batch with the corrupt chunk delivered: {delivered}")
+
+# ---- seek, fake device, logging, field statistics --------------------------------------------
+
+reference = run_all()
+with loader() as ld:
+    ld.seek(1, 3)
+    b = next(ld)
+    c.check((b.epoch, b.index, list(b.indices)) == reference[len(reference) // 2 + 3],
+            "seek(1, 3): the batch an uninterrupted run delivers there")
+    expect_error(lambda: ld.seek(2, 0), 1, "")
+
+with loader(device="fake", epochs=1, prefetch=2) as ld:
+    c.check(ld.info.device == "fake", f"fake device: info says {ld.info.device}")
+    ok = True
+    for b in ld:
+        idx = np.asarray(b.indices, dtype=np.int64)
+        ok &= b["x"].device == "fake" and b["x"].__dlpack_device__() == (1, 0)
+        ok &= np.array_equal(np.from_dlpack(b["x"]), X[idx].astype(np.float32))
+    c.check(ok, "fake device: host-readable DLPack tensors with the right values")
+    c.check(ld.stats().upload_bytes == ld.stats().bytes_out,
+            "fake device: every delivered byte went through the upload stage")
+
+
+class Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+lines = Lines()
+logging.getLogger("h5feed").addHandler(lines)
+logging.getLogger("h5feed").setLevel(logging.INFO)  # "auto"'s choice is an INFO line
+with loader(device="auto", epochs=1) as ld:
+    chose = ld.info.device
+logging.getLogger("h5feed").removeHandler(lines)
+c.check(any('"auto"' in line and chose in line.lower() for line in lines.lines),
+        f"device auto ({chose}) is logged to the 'h5feed' logger: {lines.lines}")
+
+with loader(fields=[{"name": "x", "dataset": "/x", "normalize": "standard"},
+                    {"name": "y", "dataset": "/y"}], epochs=1) as ld:
+    mean, std = ld.field_stats(0)
+    flat = X.reshape(N, 6)
+    c.check(np.allclose(mean, flat.mean(axis=0), rtol=1e-12, atol=1e-9) and
+            np.allclose(std, flat.std(axis=0), rtol=1e-12), "field_stats equals numpy's")
+    c.check(ld.field_stats(1) is None, "a field without normalize has no statistics")
+    expect_error(lambda: ld.field_stats(2), 1, "no field 2")
+
+# ---- CUDA, where torch sees a GPU and the library has the backend ----------------------------
+
+if torch is not None and torch.cuda.is_available():
+    with loader(device="cuda:0", epochs=1) as ld:
+        ok = True
+        for b in ld:
+            x = torch.from_dlpack(b["x"])
+            ok &= x.is_cuda and x.data_ptr() == b["x"].data_ptr
+            ok &= np.array_equal((x * 1).cpu().numpy(),
+                                 X[np.asarray(b.indices)].astype(np.float32))
+        c.check(ok, "cuda: torch tensors on the GPU, zero copy, right values")
+else:
+    print("SKIP: CUDA checks (torch sees no GPU here)")
+
+if torch is None:
+    print("SKIP: torch checks (python3-torch is not installed)")
+print(f"test_binding: {c.passed} passed, {c.failed} failed")
+sys.exit(1 if c.failed else 0)
