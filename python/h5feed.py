@@ -235,7 +235,14 @@ class Field:
             return (_DL_CUDA, self.device_index)
         return (_DL_CPU, 0)  # cpu, and "fake" (host memory behind a simulated upload)
 
-    def __dlpack__(self, stream=None):
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        # Newer consumers pass max_version (DLPack 1.0): an unversioned "dltensor" capsule is
+        # the answer a 0.x producer gives. A copy, or another device, is not ours to make.
+        if copy:
+            raise BufferError("h5feed exports the batch slot itself; it does not copy")
+        if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
+            raise BufferError(f"h5feed: {self.name} is on {self.__dlpack_device__()}, "
+                              f"not {tuple(dl_device)}")
         handle = self._batch._live_handle()
         if stream is not None and self.device == "cuda":
             # The upload is complete already, so nothing needs to wait on the consumer's

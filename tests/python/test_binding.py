@@ -161,6 +161,19 @@ with loader(fields=[{"name": "h", "dataset": "/h", "dtype": "native"},
         c.check(t["h"].dtype == torch.float16 and np.array_equal(t["h"].numpy(), H[idx]),
                 "torch() float16")
     try:
+        b["x"].__dlpack__(copy=True)
+        c.check(False, "__dlpack__(copy=True) raises BufferError")
+    except BufferError as e:
+        c.check("does not copy" in str(e), f"copy=True refused: {e}")
+    try:
+        b["x"].__dlpack__(dl_device=(2, 0))
+        c.check(False, "__dlpack__ to another device raises BufferError")
+    except BufferError as e:
+        c.check("not (2, 0)" in str(e), f"another device refused: {e}")
+    capsule = b["x"].__dlpack__(stream=None, max_version=(1, 0), dl_device=(1, 0), copy=False)
+    c.check(np.array_equal(np.from_dlpack(b["x"]), X[idx]), "DLPack 1.0 keywords accepted")
+    del capsule
+    try:
         b["nope"]
         c.check(False, "a missing field name raises KeyError")
     except KeyError as e:
