@@ -500,6 +500,9 @@ typedef struct hfeed_report hfeed_report;
  * config (after paths) and its fields: describes every dataset of every file, predicts each
  * field's cost under each shuffle mode, and collects warnings. Reads metadata only. Objects it
  * cannot describe (strings, compounds, scalars, links) are listed with a `skipped` reason.
+ * A file named more than once (in paths, by the config, or both; by any spelling or symlink:
+ * the same device and inode) is described once, under its first name; the model still counts
+ * each of the config's files as the loader reads them.
  * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL out, or no file and no config); HFEED_E_CONFIG
  * (the config is invalid; the message names the key); HFEED_E_FILE (a file is missing,
  * unreadable or not HDF5; the message names it); HFEED_E_DATASET or HFEED_E_TYPE (a field's
