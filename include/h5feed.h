@@ -350,7 +350,11 @@ typedef struct {
  * dataset per field, at the root, named after the field, with the field's output dtype (native
  * byte order), shape (samples, sample shape...), rows in the pipeline's order (shuffle "none":
  * the input order); transforms applied, and standardised fields carry float64 attributes
- * "mean" and "std" (hfeed_loader_get_field_stats()). Exactly one epoch (epoch 0) of this
+ * "mean" and "std" (hfeed_loader_get_field_stats()), fields with a "scale" or "offset" other
+ * than 1 and 0 float64 attributes "scale" and "offset": each one value per feature column (a
+ * single configured number repeated), so that x = (y - offset) / scale * std + mean undoes the
+ * transform from the file alone (an absent pair stands for 0/1 and 1/0; with a sample shape
+ * of more than one axis, reshape y to (samples, columns)). Exactly one epoch (epoch 0) of this
  * process's shard is written, whatever "epochs" says.
  * The file is written under a temporary name next to the output path
  * ("<path>.tmp.<pid>"), flushed, fsynced and renamed to the output path only when complete
