@@ -350,7 +350,11 @@ typedef struct {
  * dataset per field, at the root, named after the field, with the field's output dtype (native
  * byte order), shape (samples, sample shape...), rows in the pipeline's order (shuffle "none":
  * the input order); transforms applied, and standardised fields carry float64 attributes
- * "mean" and "std" (hfeed_loader_get_field_stats()). Exactly one epoch (epoch 0) of this
+ * "mean" and "std" (hfeed_loader_get_field_stats()), fields with a "scale" or "offset" other
+ * than 1 and 0 float64 attributes "scale" and "offset": each one value per feature column (a
+ * single configured number repeated), so that x = (y - offset) / scale * std + mean undoes the
+ * transform from the file alone (an absent pair stands for 0/1 and 1/0; with a sample shape
+ * of more than one axis, reshape y to (samples, columns)). Exactly one epoch (epoch 0) of this
  * process's shard is written, whatever "epochs" says.
  * The file is written under a temporary name next to the output path
  * ("<path>.tmp.<pid>"), flushed, fsynced and renamed to the output path only when complete
@@ -500,6 +504,9 @@ typedef struct hfeed_report hfeed_report;
  * config (after paths) and its fields: describes every dataset of every file, predicts each
  * field's cost under each shuffle mode, and collects warnings. Reads metadata only. Objects it
  * cannot describe (strings, compounds, scalars, links) are listed with a `skipped` reason.
+ * A file named more than once (in paths, by the config, or both; by any spelling or symlink:
+ * the same device and inode) is described once, under its first name; the model still counts
+ * each of the config's files as the loader reads them.
  * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL out, or no file and no config); HFEED_E_CONFIG
  * (the config is invalid; the message names the key); HFEED_E_FILE (a file is missing,
  * unreadable or not HDF5; the message names it); HFEED_E_DATASET or HFEED_E_TYPE (a field's

@@ -148,6 +148,28 @@ static struct hfeed__type out_type(hfeed_dtype d)
     return t;
 }
 
+/* Stores what field k's transform y = (x - mean) / std * scale + offset used, so that the file
+ * alone undoes it: "mean"/"std" when the field is standardised, "scale"/"offset" when they are
+ * not 1 and 0. Each is float64 with one value per feature column (a single configured number
+ * is written once per column), so all four broadcast alike against a (samples, columns) view of
+ * the data. An absent pair means its identity (mean 0 and std 1, scale 1 and offset 0). */
+static hfeed_status write_transform_attrs(struct job *j, size_t k, struct hfeed__err *err)
+{
+    const double *mean = NULL, *std = NULL, *scale = NULL, *offset = NULL;
+    size_t n = 0;
+    HFEED__CHECK(hfeed_loader_get_field_stats(j->loader, k, &mean, &std, &n));
+    if (n > 0) {
+        HFEED__CHECK(hfeed__h5_dset_write_attr_f64(j->dsets[k], "mean", mean, n, err));
+        HFEED__CHECK(hfeed__h5_dset_write_attr_f64(j->dsets[k], "std", std, n, err));
+    }
+    HFEED__CHECK(hfeed__loader_get_field_affine(j->loader, k, &scale, &offset, &n));
+    if (n > 0) {
+        HFEED__CHECK(hfeed__h5_dset_write_attr_f64(j->dsets[k], "scale", scale, n, err));
+        HFEED__CHECK(hfeed__h5_dset_write_attr_f64(j->dsets[k], "offset", offset, n, err));
+    }
+    return HFEED_OK;
+}
+
 /* Creates field k's dataset from the shape and dtype of its first tensor. */
 static hfeed_status create_dataset(struct job *j, size_t k, const hfeed_tensor *t,
                                    struct hfeed__err *err)
@@ -167,14 +189,7 @@ static hfeed_status create_dataset(struct job *j, size_t k, const hfeed_tensor *
     HFEED__CHECK(hfeed__h5_dset_create(j->file, t->name, out_type(t->dtype), t->ndim, dims, chunk,
                                        chunk > 0 ? j->out.gzip_level : 0,
                                        chunk > 0 && j->out.shuffle, false, &j->dsets[k], err));
-    const double *mean = NULL, *std = NULL;
-    size_t n = 0;
-    HFEED__CHECK(hfeed_loader_get_field_stats(j->loader, k, &mean, &std, &n));
-    if (n > 0) {
-        HFEED__CHECK(hfeed__h5_dset_write_attr_f64(j->dsets[k], "mean", mean, n, err));
-        HFEED__CHECK(hfeed__h5_dset_write_attr_f64(j->dsets[k], "std", std, n, err));
-    }
-    return HFEED_OK;
+    return write_transform_attrs(j, k, err);
 }
 
 /* Appends batch b's rows to every dataset, creating them at the first batch. */

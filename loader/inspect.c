@@ -3,12 +3,15 @@
  *
  * Design. hfeed_report_create() runs once, on the caller's thread, and reads metadata only:
  *   1. with a config: parse it (config.c) and expand its file patterns (catalog.c's expansion);
- *   2. per file: open it (h5io), list every non-group link (h5io's H5Lvisit walk) and describe
- *      each dataset: shape, stored type, layout, chunks, filters, allocated bytes, and whether
- *      the direct path reads it (catalog's own rule plus codec's filter check, so that inspect
- *      and the loader cannot disagree); objects it cannot describe are listed as skipped;
- *   3. per config field and file: the same description of the field's dataset, kept as a cost
- *      source for the model (costmodel.c) and for the warnings.
+ *   2. per file (once, however often and however spelt it was named: same device and inode):
+ *      open it (h5io), list every non-group link (h5io's H5Lvisit walk) and describe each
+ *      dataset: shape, stored type, layout, chunks, filters, allocated bytes, and whether the
+ *      direct path reads it (catalog's own rule plus codec's filter check, so that inspect and
+ *      the loader cannot disagree); objects it cannot describe are listed as skipped;
+ *   3. per config field and config file (as the loader reads them: a file the config lists
+ *      twice counts twice, a config file also named as an argument counts): the same
+ *      description of the field's dataset, kept as a cost source for the model (costmodel.c)
+ *      and for the warnings.
  * The report owns plain copies of everything and no HDF5 object, so it outlives the files.
  *
  * Memory: one growable array per kind of entry; strings are owned by their entries. Public
@@ -18,6 +21,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "alloc.h"
 #include "catalog.h"
@@ -263,35 +267,85 @@ static hfeed_status inspect_file(hfeed_report *r, size_t fi, struct hfeed__err *
     hfeed_status st = list_file(r, f, fi, err);
     for (size_t i = first; st == HFEED_OK && i < r->ndsets; i++)
         st = dataset_warnings(r, &r->dsets[i], err);
-    if (st == HFEED_OK && r->cfg != NULL && fi >= r->first_cfg_file)
-        st = hfeed__inspect_fields_file(r, f, fi, fi - r->first_cfg_file, err);
+    /* A file given as an argument and by the config is still each of the config's files it
+     * stands for, so the model sees every file the loader reads. */
+    for (size_t j = 0; st == HFEED_OK && r->cfg != NULL && j < r->ncfg; j++)
+        if (r->cfg_file[j] == fi) st = hfeed__inspect_fields_file(r, f, fi, j, err);
     hfeed__h5_file_close(f);
     return st;
 }
 
-/* Copies the FILE arguments and the config's expanded files into r->files. */
+/* Which file a path names, to tell two spellings of one file apart from two files. */
+struct file_id {
+    bool found; /* stat() worked: dev and ino are set */
+    dev_t dev;
+    ino_t ino;
+};
+
+static struct file_id file_id_of(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return (struct file_id){false, 0, 0};
+    return (struct file_id){true, sb.st_dev, sb.st_ino};
+}
+
+/* Device and inode decide when both paths exist ("./a.h5", "a.h5" and a symlink to it are one
+ * file). When one cannot be stat()ed only the same text matches: opening it reports why. */
+static bool same_file(const struct file_id *a, const char *pa, const struct file_id *b,
+                      const char *pb)
+{
+    if (a->found && b->found) return a->dev == b->dev && a->ino == b->ino;
+    return strcmp(pa, pb) == 0;
+}
+
+/* Sets *at to the index of path p in r->files, appending it (and its id to ids) unless an
+ * earlier entry is the same file, which is then described once. */
+static hfeed_status add_file(hfeed_report *r, struct file_id *ids, const char *p, size_t *at,
+                             struct hfeed__err *err)
+{
+    const struct file_id id = file_id_of(p);
+    for (size_t i = 0; i < r->nfiles; i++) {
+        if (same_file(&ids[i], r->files[i], &id, p)) {
+            *at = i;
+            return HFEED_OK;
+        }
+    }
+    r->files[r->nfiles] = hfeed__strdup(p);
+    if (r->files[r->nfiles] == NULL)
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "inspect: out of memory");
+    ids[r->nfiles] = id;
+    *at = r->nfiles++;
+    return HFEED_OK;
+}
+
+/* Copies the FILE arguments, then the config's expanded files, into r->files, each file once
+ * (the first spelling is kept), and maps every config file j to its entry in r->cfg_file[j].
+ * A config file listed twice keeps two cfg_file entries, since the loader reads it twice. */
 static hfeed_status collect_files(hfeed_report *r, const char *const *paths, size_t npaths,
                                   struct hfeed__err *err)
 {
     char **cfg_files = NULL;
     size_t ncfg = 0;
     if (r->cfg != NULL) HFEED__CHECK(hfeed__catalog_expand(r->cfg, &cfg_files, &ncfg, err));
+    const size_t n = npaths + ncfg > 0 ? npaths + ncfg : 1;
+    struct file_id *ids = hfeed__calloc(n, sizeof *ids);
+    r->files = hfeed__calloc(n, sizeof *r->files);
+    r->cfg_file = hfeed__calloc(ncfg > 0 ? ncfg : 1, sizeof *r->cfg_file);
+    r->ncfg = ncfg;
     hfeed_status st = HFEED_OK;
-    r->files = hfeed__calloc(npaths + ncfg > 0 ? npaths + ncfg : 1, sizeof *r->files);
-    if (r->files == NULL) st = HFEED__FAIL(err, HFEED_E_NOMEM, "inspect: out of memory");
+    if (ids == NULL || r->files == NULL || r->cfg_file == NULL)
+        st = HFEED__FAIL(err, HFEED_E_NOMEM, "inspect: out of memory");
     for (size_t i = 0; st == HFEED_OK && i < npaths + ncfg; i++) {
         const char *p = i < npaths ? paths[i] : cfg_files[i - npaths];
-        if (p == NULL) {
-            st = HFEED__FAIL(err, HFEED_E_INVALID_ARG, "hfeed_report_create: paths[%zu] is NULL",
-                             i);
-            break;
-        }
-        r->files[i] = hfeed__strdup(p);
-        if (r->files[i] == NULL) st = HFEED__FAIL(err, HFEED_E_NOMEM, "inspect: out of memory");
-        r->nfiles = i + 1;
+        size_t at = 0;
+        if (p == NULL)
+            st =
+                HFEED__FAIL(err, HFEED_E_INVALID_ARG, "hfeed_report_create: paths[%zu] is NULL", i);
+        else
+            st = add_file(r, ids, p, &at, err);
+        if (st == HFEED_OK && i >= npaths) r->cfg_file[i - npaths] = at;
     }
-    r->first_cfg_file = npaths;
-    r->ncfg = ncfg;
+    hfeed__free(ids);
     hfeed__catalog_expand_free(cfg_files, ncfg);
     return st;
 }
@@ -348,6 +402,7 @@ void hfeed_report_destroy(hfeed_report *r)
     hfeed__inspect_fields_free(r);
     hfeed__config_destroy(r->cfg);
     hfeed__free(r->files);
+    hfeed__free(r->cfg_file);
     hfeed__free(r->dsets);
     hfeed__free(r->warns);
     hfeed__free(r);

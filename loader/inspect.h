@@ -33,9 +33,9 @@ struct hfeed__warn_entry {
 };
 
 struct hfeed_report {
-    char **files; /* the FILE arguments, then the config's files */
+    char **files; /* the FILE arguments, then the config's files; each file once */
     size_t nfiles;
-    size_t first_cfg_file; /* files[first_cfg_file..] are the config's */
+    size_t *cfg_file; /* config file j (catalog order) is files[cfg_file[j]]; ncfg entries */
     struct hfeed__dset_entry *dsets;
     size_t ndsets, cap_dsets;
     struct hfeed__warn_entry *warns;
@@ -43,7 +43,7 @@ struct hfeed_report {
     struct hfeed__config *cfg; /* NULL without a config */
     /* With a config: the field datasets, src[k * ncfg + j] for field k in config file j. */
     struct hfeed__dset_entry *src;
-    size_t ncfg;
+    size_t ncfg; /* the config's files as the loader reads them, a file listed twice twice */
     hfeed_field_cost *fields; /* name and dataset borrowed from cfg */
     hfeed_report_info info;
 };
@@ -66,7 +66,8 @@ void hfeed__inspect_entry_free(struct hfeed__dset_entry *e);
  * Returns: HFEED_OK or HFEED_E_NOMEM. */
 hfeed_status hfeed__inspect_fields_alloc(hfeed_report *r, struct hfeed__err *err);
 
-/* Describes every field's dataset in config file j (report file fi, opened as f).
+/* Describes every field's dataset in config file j (report file fi, opened as f), and warns
+ * about fields of different lengths unless an earlier config file j was the same file.
  * Returns: HFEED_OK; HFEED_E_DATASET or HFEED_E_TYPE (a field's dataset is missing or not
  * numeric; the message names file and dataset); HFEED_E_NOMEM. */
 hfeed_status hfeed__inspect_fields_file(hfeed_report *r, struct hfeed__h5file *f, size_t fi,

@@ -35,6 +35,15 @@ void hfeed__inspect_fields_free(hfeed_report *r)
     hfeed__free(r->fields);
 }
 
+/* Whether config file j is a file the config listed before (the loader reads it again, so the
+ * model counts it again, but its warnings were given already). */
+static bool listed_before(const hfeed_report *r, size_t j)
+{
+    for (size_t i = 0; i < j; i++)
+        if (r->cfg_file[i] == r->cfg_file[j]) return true;
+    return false;
+}
+
 hfeed_status hfeed__inspect_fields_file(hfeed_report *r, struct hfeed__h5file *f, size_t fi,
                                         size_t j, struct hfeed__err *err)
 {
@@ -42,6 +51,7 @@ hfeed_status hfeed__inspect_fields_file(hfeed_report *r, struct hfeed__h5file *f
     for (size_t k = 0; k < cfg->nfields; k++)
         HFEED__CHECK(hfeed__inspect_describe(f, fi, cfg->fields[k].dataset,
                                              &r->src[k * r->ncfg + j], true, err));
+    if (listed_before(r, j)) return HFEED_OK;
     const struct hfeed__dset_entry *first = &r->src[j];
     for (size_t k = 1; k < cfg->nfields; k++) {
         const struct hfeed__dset_entry *e = &r->src[k * r->ncfg + j];

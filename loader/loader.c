@@ -576,3 +576,16 @@ hfeed_status hfeed_loader_get_field_stats(const hfeed_loader *l, size_t field, c
     (void)hfeed__transform_stats(l->xf, field, mean, std, n);
     return HFEED_OK;
 }
+
+hfeed_status hfeed__loader_get_field_affine(const hfeed_loader *l, size_t field,
+                                            const double **scale, const double **offset,
+                                            size_t *n)
+{
+    if (scale != NULL) *scale = NULL;
+    if (offset != NULL) *offset = NULL;
+    if (n != NULL) *n = 0;
+    if (l == NULL || scale == NULL || offset == NULL || n == NULL || field >= l->cfg->nfields)
+        return HFEED_E_INVALID_ARG;
+    (void)hfeed__transform_affine(l->xf, field, scale, offset, n);
+    return HFEED_OK;
+}

@@ -1,5 +1,6 @@
 /* loader: what other library modules (convert_job) may call on the loader besides the public
- * API: opening one from a config they parsed and adjusted themselves. */
+ * API: opening one from a config they parsed and adjusted themselves, and reading a field's
+ * scale/offset back. */
 #ifndef HFEED_LOADER_H
 #define HFEED_LOADER_H
 
@@ -11,5 +12,12 @@
  * hfeed_loader_open() does after parsing. Returns and ownership as hfeed_loader_open(). */
 hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct hfeed__logger *log,
                                        hfeed_loader **out, struct hfeed__err *err);
+
+/* Field `field`'s scale and offset, one per feature column, when they are not the identity
+ * (hfeed__transform_affine()); HFEED_OK with NULL pointers and n = 0 when they are.
+ * Returns: HFEED_OK or HFEED_E_INVALID_ARG (NULL argument, field out of range).
+ * Ownership: as hfeed_loader_get_field_stats(). Threads: any; fixed after open. */
+hfeed_status hfeed__loader_get_field_affine(const hfeed_loader *l, size_t field,
+                                            const double **scale, const double **offset, size_t *n);
 
 #endif

@@ -201,6 +201,24 @@ bool hfeed__transform_stats(const struct hfeed__transforms *t, size_t k, const d
     return true;
 }
 
+bool hfeed__transform_affine(const struct hfeed__transforms *t, size_t k, const double **scale,
+                             const double **offset, size_t *n)
+{
+    *scale = NULL;
+    *offset = NULL;
+    *n = 0;
+    if (t == NULL || k >= t->nfields || !t->f[k].active) return false;
+    const struct hfeed__affine *a = &t->f[k].affine;
+    bool identity = true;
+    for (size_t c = 0; identity && c < a->cols; c++)
+        identity = a->scale[c] == 1.0 && a->offset[c] == 0.0;
+    if (identity) return false;
+    *scale = a->scale;
+    *offset = a->offset;
+    *n = a->cols;
+    return true;
+}
+
 void hfeed__transform_destroy(struct hfeed__transforms *t)
 {
     if (t == NULL) return;

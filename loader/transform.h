@@ -40,6 +40,13 @@ hfeed_status hfeed__transform_open(const struct hfeed__config *cfg, struct hfeed
 bool hfeed__transform_stats(const struct hfeed__transforms *t, size_t k, const double **mean,
                             const double **std, size_t *n);
 
+/* Field k's scale and offset, one value per feature column (a single configured number is
+ * spread over every column, as the conversion applies it), when they are not the identity:
+ * some column's scale is not 1 or its offset not 0. Otherwise false (and NULL, 0), also for a
+ * field that is only standardised. t may be NULL. */
+bool hfeed__transform_affine(const struct hfeed__transforms *t, size_t k, const double **scale,
+                             const double **offset, size_t *n);
+
 /* Frees; NULL is fine. */
 void hfeed__transform_destroy(struct hfeed__transforms *t);
 

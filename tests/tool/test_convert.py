@@ -6,7 +6,9 @@ Usage: /usr/bin/python3 test_convert.py /path/to/h5feed
 Inputs are written with h5py (contiguous, chunked, gzip+shuffle; little- and big-endian;
 float64, float32 and int16; several sample shapes). Each run's output is read back with h5py and
 compared with numpy: casts exactly, standardisation (the mean/std attributes against numpy's
-float64 mean/std, values within float32 rounding), scale/offset exactly in float64; input order
+float64 mean/std, values within float32 rounding), scale/offset exactly in float64, the
+"scale"/"offset" attributes (exact, per column, absent for the identity) and that the attributes
+alone invert the transform within the output dtype's rounding; input order
 with shuffle "none", a permutation of the input with shuffle "global"; the output's chunking and
 filters as configured. Then: a SIGKILL and a SIGINT mid-run leave nothing under the output path
 (and SIGINT removes the temporary file), exit codes 0/1/2, --help, and messages that name the
@@ -127,6 +129,11 @@ def main():
              "offset": [1, 2, 3]},
             {"name": "zbig", "dataset": "/offset_le_f64", "dtype": "float64",
              "normalize": "standard"},
+            # Only an offset, on a (2, 3) sample: "scale" is stored too, as 6 ones.
+            {"name": "zoff", "dataset": "/chunk_be_f64", "normalize": "standard", "offset": -3},
+            # Scale 1 and offset 0, given: the identity, so neither is stored.
+            {"name": "ident", "dataset": "/contig_le_f64", "dtype": "float64", "scale": 1,
+             "offset": [0, 0, 0]},
         ]
         convert("norm.json", dict(base, fields=fields, shuffle="none",
                                   output={"path": "norm.h5", "chunk_rows": 50,
@@ -158,6 +165,9 @@ def main():
                             f"{fd['name']}: mean {d.attrs['mean']!r} vs exact {mean!r}")
                     c.check(np.allclose(d.attrs["std"], std, rtol=1e-9, atol=0),
                             f"{fd['name']}: std {d.attrs['std']!r} vs exact {std!r}")
+                    c.check(d.attrs["mean"].shape == (cols.shape[1],) and
+                            d.attrs["std"].shape == (cols.shape[1],),
+                            f"{fd['name']}: mean/std shapes {d.attrs['mean'].shape}")
                     c.check(np.allclose(d.attrs["mean"], cols.mean(axis=0), rtol=1e-13, atol=0)
                             and np.allclose(d.attrs["std"], cols.std(axis=0), rtol=1e-6, atol=0),
                             f"{fd['name']}: mean/std far from numpy's")
@@ -186,6 +196,7 @@ def main():
                     err = np.abs(got.astype(np.float64) - y)
                     tol = np.abs(y) * 2.0 ** -23 + 1e-6 + slack
                     c.check(bool(np.all(err <= tol)), f"{fd['name']}: max error {err.max()}")
+                check_affine_attrs(c, fd, d, cols)
 
         # 3. shuffle "global": the output is a permutation of the input rows, each exactly once;
         #    contiguous output (chunk_rows 0). Sample rows are told apart by an index field.
@@ -301,6 +312,43 @@ def main():
 
     print(f"test_convert: {c.passed} checks passed, {c.failed} failed")
     return 1 if c.failed else 0
+
+
+def check_affine_attrs(c, fd, d, cols):
+    """The "scale"/"offset" attributes of output dataset d (field fd of the config, input rows
+    cols as (samples, columns) float64): one float64 per column with the configured values, only
+    when they are not 1 and 0; and the four attributes undo the transform with numpy."""
+    name, ncols = fd["name"], cols.shape[1]
+    want_scale = np.broadcast_to(np.asarray(fd.get("scale", 1.0), np.float64), (ncols,))
+    want_offset = np.broadcast_to(np.asarray(fd.get("offset", 0.0), np.float64), (ncols,))
+    identity = bool(np.all(want_scale == 1.0) and np.all(want_offset == 0.0))
+    if identity:
+        c.check("scale" not in d.attrs and "offset" not in d.attrs,
+                f"{name}: identity scale/offset stored: {dict(d.attrs)}")
+    else:
+        for key, want in (("scale", want_scale), ("offset", want_offset)):
+            got = d.attrs.get(key)
+            if not c.check(got is not None, f"{name}: no {key!r} attribute: {dict(d.attrs)}"):
+                return
+            c.check(got.dtype == np.float64 and got.shape == (ncols,),
+                    f"{name}: {key} is {got.dtype} {got.shape}, wanted float64 ({ncols},)")
+            c.check(np.array_equal(got, want), f"{name}: {key} {got!r} != configured {want!r}")
+    # Invert from the file alone: an absent attribute stands for its identity.
+    mean = d.attrs.get("mean", np.zeros(ncols))
+    std = d.attrs.get("std", np.ones(ncols))
+    scale = d.attrs.get("scale", np.ones(ncols))
+    offset = d.attrs.get("offset", np.zeros(ncols))
+    y = d[...].astype(np.float64).reshape(len(cols), -1)
+    x = (y - offset) / scale * std + mean
+    # One rounding of y to the output dtype, carried back through the inverse; plus float64
+    # noise in the inverse itself.
+    eps = 2.0 ** -23 if d.dtype == np.float32 else 2.0 ** -50
+    tol = (np.abs(y) + np.abs(offset)) * eps / np.abs(scale) * std + \
+        (np.abs(cols) + np.abs(mean)) * 2.0 ** -50
+    err = np.abs(x - cols)
+    c.check(bool(np.all(err <= tol)),
+            f"{name}: (y - offset) / scale * std + mean is off by {err.max()} "
+            f"(tolerance {tol.min()}..{tol.max()})")
 
 
 if __name__ == "__main__":

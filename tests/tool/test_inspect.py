@@ -9,7 +9,9 @@ integer types, lzf, chunks that split samples, strings, compounds, scalars, link
 value the report gives is compared with what h5py says of the same file. The model's predicted
 chunk decodes per epoch are compared with what `h5feed bench --json` counts (chunk_decodes) on
 the same config: within TOLERANCE with one worker (the model's assumption, docs/inspect.md), and
-where the cache fits a window or every chunk, exactly. Exits non-zero on failure.
+where the cache fits a window or every chunk, exactly. A file given both as FILE and by the
+config (by any spelling) is listed once, with the same field figures as the config alone.
+Exits non-zero on failure.
 """
 import json
 import os
@@ -35,8 +37,9 @@ def main():
     # direct path off; the model is checked against the direct path, which the config asks for.
     env = {k: v for k, v in os.environ.items() if k != "HFEED_READ_PATH"}
 
-    def run(*args):
-        p = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120, env=env)
+    def run(*args, cwd=None):
+        p = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120, env=env,
+                           cwd=cwd)
         c.check("Sanitizer" not in p.stderr and "runtime error" not in p.stderr,
                 f"h5feed {' '.join(args)}: sanitizer report:\n{p.stderr}")
         return p.returncode, p.stdout, p.stderr
@@ -54,8 +57,8 @@ def main():
                     f"{label}: stderr does not start with 'h5feed inspect: ':\n{err}")
         return rc, out, err
 
-    def report(*args):
-        rc, out, err = run("inspect", *args, "--json")
+    def report(*args, cwd=None):
+        rc, out, err = run("inspect", *args, "--json", cwd=cwd)
         if not c.check(rc == 0, f"inspect {args}: exit {rc}\n{err}"):
             return None
         try:
@@ -78,6 +81,7 @@ def main():
         check_known(c, report, expect, known)
         check_errors(c, expect, tmp, known)
         check_config(c, report, tmp)
+        check_twice(c, report, run, tmp, known)
         check_model(c, report, run, tmp)
 
     print(f"{c.passed} checks passed, {c.failed} failed")
@@ -284,6 +288,76 @@ def check_config(c, report, tmp):
         slow = warnings_of(r, "slow-path")
         c.check(len(slow) == 1 and "read_path" in slow[0]["message"], f"read_path hdf5: {slow}")
         c.check(r["fields"][0]["read_path"] == "hdf5", "read_path hdf5: field read by hdf5")
+
+
+def check_twice(c, report, run, tmp, other):
+    """A file given as a FILE and by --config (same text, ./ prefix, a symlink) is listed once,
+    and the config's fields cost what they cost with the config alone."""
+    path = os.path.join(tmp, "twice.h5")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.ones((100, 8)), chunks=(10, 8), compression="gzip")
+        f.create_dataset("y", data=np.arange(90, dtype="<i8"))  # a length-mismatch warning
+    os.symlink("twice.h5", os.path.join(tmp, "twice_link.h5"))
+    cfg = write_config(tmp, "twice.json", ["twice.h5"], [("x", "/x"), ("y", "/y")],
+                       batch_size=16, shuffle="global", cache_mb=0)
+    alone = report("--config", cfg)
+    _, alone_text, _ = run("inspect", "--config", cfg)
+    if alone is None:
+        return
+    want = [d["path"] for d in alone["datasets"]]
+    c.check(want == ["/x", "/y"], f"config alone lists {want}")
+
+    def figures(text):
+        """The text report from the config line to the warnings: the per-field figures."""
+        return text[text.find("\nconfig "):text.find("\nwarnings:")]
+
+    def kinds(r):
+        return sorted((w["kind"], w["dataset"]) for w in r["warnings"])
+
+    for spelling, cwd in ((path, None), ("./twice.h5", tmp), ("twice_link.h5", tmp),
+                          (os.path.join(tmp, ".", "twice.h5"), None)):
+        label = f"inspect {spelling} --config twice.json"
+        for args in ((spelling, "--config", cfg), ("--config", cfg, spelling)):
+            r = report(*args, cwd=cwd)
+            if r is None:
+                continue
+            got = [d["path"] for d in r["datasets"]]
+            c.check(got == want, f"{label}: --json lists {got}, wanted {want} once")
+            c.check(all(d["file"] == spelling for d in r["datasets"]),
+                    f"{label}: the FILE's spelling names the file: {r['datasets']}")
+            c.check(r["fields"] == alone["fields"],
+                    f"{label}: fields {r['fields']} != config alone {alone['fields']}")
+            c.check(kinds(r) == kinds(alone), f"{label}: warnings {r['warnings']} != "
+                                              f"{alone['warnings']}")
+        rc, text, err = run("inspect", spelling, "--config", cfg, cwd=cwd)
+        c.check(rc == 0, f"{label}: exit {rc}\n{err}")
+        c.check("1 file(s), 2 object(s)" in text and text.count("\nfile ") == 1 and
+                text.count("\n  /x\n") == 1, f"{label}: text lists the file once:\n{text}")
+        c.check(figures(text) == figures(alone_text) and figures(text),
+                f"{label}: text figures differ from the config alone:\n{text}\n{alone_text}")
+
+    # Two spellings as FILEs, no config: one file. Another file beside the config: two files.
+    r = report(path, os.path.join(tmp, "twice_link.h5"))
+    if r is not None:
+        c.check([d["path"] for d in r["datasets"]] == want, f"two spellings: {r['datasets']}")
+    r = report(other, "--config", cfg)
+    if r is not None:
+        files = sorted({d["file"] for d in r["datasets"]})
+        c.check(files == sorted([other, path]) and r["fields"] == alone["fields"],
+                f"another file beside the config: {files}")
+
+    # A config naming its file twice: listed once, but the loader reads (and the model counts)
+    # it twice, and its length-mismatch warning comes once.
+    cfg2 = write_config(tmp, "twice2.json", ["twice.h5", "./twice.h5"], [("x", "/x"), ("y", "/y")],
+                        batch_size=16, shuffle="global", cache_mb=0)
+    r = report(path, "--config", cfg2)
+    if r is not None:
+        c.check([d["path"] for d in r["datasets"]] == want, f"listed twice: {r['datasets']}")
+        x, x1 = r["fields"][0], alone["fields"][0]
+        c.check(x["samples"] == 2 * x1["samples"] and x["chunks"] == 2 * x1["chunks"],
+                f"listed twice: the model counts the file twice: {x} vs {x1}")
+        c.check(len(warnings_of(r, "length-mismatch")) == 1,
+                f"listed twice: one length-mismatch warning: {r['warnings']}")
 
 
 def check_model(c, report, run, tmp):

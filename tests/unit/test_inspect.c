@@ -1,14 +1,17 @@
 /* Unit tests of loader/costmodel (the read-amplification model, pure) and loader/inspect (the
  * hfeed_report_* API): the model's exact cases (no compression, everything cached, no cache on
  * a sequential epoch), its monotonicity in the cache, sharding, the cache shared by two fields,
- * the H5Dread path's own cache; the report's descriptions of fixture files, its argument checks
- * and an allocation-failure sweep of hfeed_report_create() with a config (ASan checks that every
+ * the H5Dread path's own cache; the report's descriptions of fixture files, a file named twice
+ * (described once, modelled as the config reads it), its argument checks and an
+ * allocation-failure sweep of hfeed_report_create() with a config (ASan checks that every
  * failed create frees what it built). tests/tool/test_inspect.py checks the model against the
  * running loader. */
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "costmodel.h"
@@ -270,6 +273,72 @@ Test(inspect, refuses_bad_arguments)
     hfeed_report_destroy(NULL);
     cr_expect_str_eq(hfeed_shuffle_name(HFEED_SHUFFLE_CHUNK), "chunk");
     cr_expect_str_eq(hfeed_shuffle_name((hfeed_shuffle_mode)9), "invalid");
+}
+
+/* A report on the FILEs `paths` and config c.json: field x of the files in files_json. */
+static hfeed_report *report_of(const char *const *paths, size_t npaths, const char *files_json)
+{
+    fx_write_text("c.json", fx_fmt("{\"files\": %s, \"batch_size\": 8, \"fields\": [{\"name\": "
+                                   "\"x\", \"dataset\": \"/x\", \"dtype\": \"float32\"}]}",
+                                   files_json));
+    hfeed_report *r = NULL;
+    char err[HFEED_ERRBUF_SIZE] = "";
+    const hfeed_status st =
+        hfeed_report_create(paths, npaths, fx_path("c.json"), &r, err, sizeof err);
+    cr_assert_eq(st, HFEED_OK, "%s: %s", hfeed_strerror(st), err);
+    return r;
+}
+
+/* The field's figures, bit for bit (the model runs the same arithmetic on the same inputs). */
+static void expect_same_field(const hfeed_report *a, const hfeed_report *b, const char *label)
+{
+    hfeed_field_cost fa, fb;
+    cr_assert_eq(hfeed_report_get_field(a, 0, &fa), HFEED_OK);
+    cr_assert_eq(hfeed_report_get_field(b, 0, &fb), HFEED_OK);
+    cr_expect_eq(fa.path, fb.path, "%s", label);
+    cr_expect_eq(fa.samples, fb.samples, "%s: %llu samples", label, (unsigned long long)fa.samples);
+    cr_expect_eq(fa.bytes_delivered, fb.bytes_delivered, "%s", label);
+    cr_expect_eq(fa.chunks, fb.chunks, "%s", label);
+    cr_expect_eq(fa.chunk_bytes, fb.chunk_bytes, "%s", label);
+    cr_expect_eq(memcmp(fa.cost, fb.cost, sizeof fa.cost), 0, "%s: costs differ", label);
+}
+
+/* A file given as a FILE and by the config, however spelt, is described once and still counts
+ * as the config's file; a config that lists a file twice is read (and modelled) twice. */
+Test(inspect, a_file_named_twice_is_described_once)
+{
+    write_fixture();
+    cr_assert_eq(symlink(fx_path("a.h5"), fx_path("link.h5")), 0);
+    hfeed_report *alone = report_of(NULL, 0, "[\"a.h5\"]");
+    char spellings[3][4096]; /* copies: fx_path()'s buffers rotate */
+    snprintf(spellings[0], sizeof spellings[0], "%s", fx_path("a.h5"));
+    snprintf(spellings[1], sizeof spellings[1], "%s/./a.h5", fx_dir());
+    snprintf(spellings[2], sizeof spellings[2], "%s", fx_path("link.h5"));
+    for (size_t i = 0; i < 3; i++) {
+        const char *paths[] = {spellings[i], spellings[(i + 1) % 3]};
+        hfeed_report *r = report_of(paths, 2, "[\"a.h5\"]");
+        hfeed_report_info in;
+        cr_assert_eq(hfeed_report_get_info(r, &in), HFEED_OK);
+        cr_expect_eq(in.files, 1, "%s: %zu files", spellings[i], in.files);
+        cr_expect_eq(in.datasets, 5, "%s: %zu datasets", spellings[i], in.datasets);
+        hfeed_dataset_desc d;
+        cr_assert_eq(hfeed_report_get_dataset(r, 0, &d), HFEED_OK);
+        cr_expect_str_eq(d.file, spellings[i], "the first spelling names the file");
+        expect_same_field(r, alone, spellings[i]);
+        hfeed_report_destroy(r);
+    }
+    hfeed_report *twice = report_of(NULL, 0, "[\"a.h5\", \"./a.h5\"]");
+    hfeed_report_info in;
+    cr_assert_eq(hfeed_report_get_info(twice, &in), HFEED_OK);
+    cr_expect_eq(in.files, 1);
+    cr_expect_eq(in.datasets, 5);
+    hfeed_field_cost f;
+    cr_assert_eq(hfeed_report_get_field(twice, 0, &f), HFEED_OK);
+    cr_expect_eq(f.samples, 200, "the loader reads a file listed twice twice: %llu",
+                 (unsigned long long)f.samples);
+    cr_expect_eq(f.chunks, 20);
+    hfeed_report_destroy(twice);
+    hfeed_report_destroy(alone);
 }
 
 /* Fails the Nth allocation of hfeed_report_create() with a config, for every N until it
