@@ -37,6 +37,7 @@ import json as _json
 import logging
 import os
 import types
+import weakref
 
 __all__ = ["Loader", "Batch", "Field", "Error", "library_path"]
 
@@ -216,7 +217,8 @@ class Field:
     the framework frees its tensor."""
 
     def __init__(self, batch, index, t):
-        self._batch = batch
+        # Weak, so a batch nobody holds is given back at once (no cycle waits for the GC).
+        self._batch = weakref.ref(batch)
         self._index = index
         self.name = t.name.decode()
         self.dtype = _DTYPE_NAMES.get(t.dtype, "invalid")
@@ -243,11 +245,14 @@ class Field:
         if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
             raise BufferError(f"h5feed: {self.name} is on {self.__dlpack_device__()}, "
                               f"not {tuple(dl_device)}")
-        handle = self._batch._live_handle()
+        batch = self._batch()
+        if batch is None:
+            raise Error(1, f"field {self.name}: its batch is gone")
+        handle = batch._live_handle()
         if stream is not None and self.device == "cuda":
             # The upload is complete already, so nothing needs to wait on the consumer's
             # stream now; it is the stream the slot's reuse must wait for (Batch.release).
-            self._batch._stream = stream
+            batch._stream = stream
         out = _P()
         _check(_lib.hfeed_batch_export_dlpack(handle, self._index, ctypes.byref(out)),
                "export")
@@ -259,8 +264,7 @@ class Batch:
     `epoch`, `index` (within the epoch), `samples` (rows), `indices` (the global sample index of
     each row), `names` (the fields in config order)."""
 
-    def __init__(self, loader, handle):
-        self._loader = loader
+    def __init__(self, handle):
         self._handle = handle
         self._stream = None
         info = _BatchInfo()
@@ -370,7 +374,7 @@ class Loader:
         if st == END:
             raise StopIteration
         _check(st, "next", handle)
-        self._current = Batch(self, b.value)
+        self._current = Batch(b.value)
         return self._current
 
     def __len__(self):

@@ -187,11 +187,15 @@ kept = np.from_dlpack(b0["x"])
 kept_idx = np.asarray(b0.indices)
 b1 = next(ld)  # b0 given back; kept still holds its slot
 expect_error(lambda: b0["x"].__dlpack__(), 1, "given back")
+field = b1["x"]
+del b1
+next(ld)  # batch 1 is given back and, unreferenced, gone at once (no cycle keeps it)
+expect_error(lambda: field.__dlpack__(), 1, "gone")
 ld.close()
 gc.collect()
 c.check(np.array_equal(kept, X[kept_idx].astype(np.float32)),
         "a tensor taken from batch 0 keeps its values after the batch and the loader are gone")
-del kept, b0, b1
+del kept, b0, field
 gc.collect()
 
 reference = run_all(prefetch=2, epochs=1, shuffle="chunk")
@@ -306,15 +310,37 @@ with loader(fields=[{"name": "x", "dataset": "/x", "normalize": "standard"},
 
 # ---- CUDA, where torch sees a GPU and the library has the backend ----------------------------
 
-if torch is not None and torch.cuda.is_available():
-    with loader(device="cuda:0", epochs=1) as ld:
-        ok = True
+def check_cuda(stream):
+    """Every batch on the GPU, zero copy, right values. Each step is queued on `stream` (None:
+    torch's default stream) behind a slow kernel and not waited for: the tensor is freed and the
+    batch given back while the read is still pending, so only the fence on that stream
+    (release_on_stream, with the stream torch passed to __dlpack__) keeps the next upload from
+    overwriting the slot first."""
+    seen, pending = [], []
+    with loader(device="cuda:0", epochs=1, prefetch=2) as ld:
+        c.check(ld.info.device == "cuda", f"cuda: info says {ld.info.device}")
+        zero_copy = True
         for b in ld:
-            x = torch.from_dlpack(b["x"])
-            ok &= x.is_cuda and x.data_ptr() == b["x"].data_ptr
-            ok &= np.array_equal((x * 1).cpu().numpy(),
-                                 X[np.asarray(b.indices)].astype(np.float32))
-        c.check(ok, "cuda: torch tensors on the GPU, zero copy, right values")
+            with torch.cuda.stream(stream) if stream is not None else torch.cuda.device(0):
+                x = torch.from_dlpack(b["x"])  # passes the current stream to __dlpack__
+                zero_copy &= x.is_cuda and x.data_ptr() == b["x"].data_ptr
+                torch.cuda._sleep(20_000_000)  # a slow step, queued before the read
+                pending.append((x.double().sum(dim=(1, 2)), np.asarray(b.indices)))
+                del x
+            seen.extend(b.indices)
+        torch.cuda.synchronize()
+    ok = all(np.allclose(sums.cpu().numpy(),
+                         X[idx].astype(np.float32).astype(np.float64).sum(axis=(1, 2)),
+                         rtol=1e-12, atol=1e-9) for sums, idx in pending)
+    what = "side stream" if stream is not None else "default stream"
+    c.check(zero_copy, f"cuda ({what}): torch tensors on the GPU are the slots (no copy)")
+    c.check(ok, f"cuda ({what}): values read by delayed kernels are the batch's, not the next")
+    c.check(sorted(seen) == list(range(N)), f"cuda ({what}): every sample exactly once")
+
+
+if torch is not None and torch.cuda.is_available():
+    check_cuda(None)
+    check_cuda(torch.cuda.Stream())
 else:
     print("SKIP: CUDA checks (torch sees no GPU here)")
 
