@@ -8,7 +8,9 @@
 #   there: scripts/gpu-check.sh   (from the repository root, with .device/ carried along)
 #
 # Runs the GPU tests (device values equal host values, every sample once, 1000 open/close
-# cycles), the fake-device tests, and bench/upload.py (upload rate vs a plain cudaMemcpyAsync
+# cycles), the fake-device tests, the Python binding's tests with that machine's torch and h5py
+# (CUDA tensors through DLPack, zero copy, slots fenced on torch's stream; libh5feed.so.0 is
+# packed as a library of h5feed), and bench/upload.py (upload rate vs a plain cudaMemcpyAsync
 # loop, pinned vs pageable, starved share under --compute-ms). Logs go to $OUT (the device
 # tool's output folder) or ./gpu-out.
 set -uo pipefail
@@ -22,6 +24,9 @@ nvidia-smi -L 2>&1 | tee "$out/gpu.txt"
 tail -n 3 "$out/test_device_cuda.log"
 .device/bin/test_device --verbose >"$out/test_device.log" 2>&1 || status=1
 tail -n 1 "$out/test_device.log"
+python3 tests/python/test_binding.py .device/lib/libh5feed.so.0 >"$out/test_binding.log" 2>&1 \
+    || status=1
+tail -n 3 "$out/test_binding.log"
 python3 bench/upload.py --h5feed .device/bin/h5feed --limit .device/bin/limit_h2d \
     --dir "${TMPDIR:-/tmp}/h5feed-upload" --rounds "${ROUNDS:-5}" 2>&1 | tee "$out/upload.txt" \
     || status=1
