@@ -323,9 +323,11 @@ static hfeed_status setup_direct(struct hfeed__catalog *c, size_t k, size_t fi,
     }
     s->direct = d;
     if (hfeed__chunkio_filtered(d)) {
+        struct hfeed__field *f = &c->fields[k];
+        if (d->chunk_bytes > f->max_chunk_bytes) f->max_chunk_bytes = d->chunk_bytes;
         if (d->chunk_bytes > c->max_chunk_bytes) c->max_chunk_bytes = d->chunk_bytes;
         if (d->max_stored_chunk > c->max_stored_chunk) c->max_stored_chunk = d->max_stored_chunk;
-        c->filtered_chunks += d->nchunks;
+        f->filtered_chunks += d->nchunks;
     }
     return HFEED_OK;
 }

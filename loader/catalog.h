@@ -39,6 +39,9 @@ struct hfeed__field {
     size_t row_bytes; /* output bytes of one sample */
     size_t max_stored_row_bytes;
     struct hfeed__source *sources; /* one per file */
+    /* Its filtered direct sources, which decode chunks into the field's own cache (reader.c): */
+    size_t max_chunk_bytes;   /* their largest decoded chunk; 0: none */
+    uint64_t filtered_chunks; /* their chunks: the most the field's cache holds */
 };
 
 struct hfeed__catalog {
@@ -54,9 +57,8 @@ struct hfeed__catalog {
      * the most bytes per sample (non-chunked: about 1 MiB of it), never crossing a file. */
     uint64_t *block_starts;
     size_t nblocks;
-    size_t max_chunk_bytes;   /* largest decoded chunk of a filtered direct source; 0: none */
-    size_t max_stored_chunk;  /* largest stored chunk of a filtered direct source */
-    uint64_t filtered_chunks; /* chunks of all filtered direct sources: the most a cache holds */
+    size_t max_chunk_bytes;  /* largest decoded chunk of a filtered direct source; 0: none */
+    size_t max_stored_chunk; /* largest stored chunk of a filtered direct source */
 };
 
 /* Builds the catalog for cfg; log hears, once per dataset, which ones HDF5 reads and why.

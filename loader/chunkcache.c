@@ -6,6 +6,7 @@
  * list, so it can never be reused under a reader. */
 #include "chunkcache.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -146,6 +147,31 @@ hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes,
     }
     *out = c;
     return HFEED_OK;
+}
+
+uint64_t hfeed__chunkcache_entries(size_t budget, double total, uint64_t chunks)
+{
+    if (total <= (double)budget) return chunks;
+    return (uint64_t)floor((double)budget / total * (double)chunks);
+}
+
+void hfeed__chunkcache_split(size_t budget, size_t n, const uint64_t *chunks,
+                             const size_t *entry_bytes, uint64_t *entries)
+{
+    double total = 0.0; /* bytes to hold every chunk of every field; a double: may pass 2^64 */
+    for (size_t k = 0; k < n; k++)
+        total += (double)chunks[k] * (double)entry_bytes[k];
+    double used = 0.0;
+    for (size_t k = 0; k < n; k++) {
+        entries[k] = hfeed__chunkcache_entries(budget, total, chunks[k]);
+        used += (double)entries[k] * (double)entry_bytes[k];
+    }
+    /* floor() of a product rounded up by one ulp can add an entry: take it back. */
+    for (size_t k = 0; used > (double)budget && k < n; k++) {
+        if (entries[k] == 0) continue;
+        entries[k]--;
+        used -= (double)entry_bytes[k];
+    }
 }
 
 void hfeed__chunkcache_destroy(struct hfeed__chunkcache *c)

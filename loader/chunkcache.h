@@ -46,6 +46,23 @@ hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key
                                        struct hfeed__err *err);
 void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token);
 
+/* How the loader divides its cache budget (cache_mb) among the fields that decode chunks: one
+ * cache per field, in entries of that field's largest decoded chunk, because one pool of
+ * equal entries would give a field of 2 KiB label chunks entries of 2 MiB feature chunks and
+ * fill half the budget with almost nothing. Field k has chunks[k] chunks of up to
+ * entry_bytes[k] (chunks[k] = 0: it decodes none). Every field gets the same share
+ * f = min(1, budget / sum(chunks[k] * entry_bytes[k])) of its chunks, rounded down:
+ * entries[k] = floor(f * chunks[k]), and sum(entries[k] * entry_bytes[k]) <= budget. So a
+ * budget that holds every chunk of every field caches them all, and a smaller one gives every
+ * field the same hit rate under global shuffle. Pure; the inspect cost model uses it too. */
+void hfeed__chunkcache_split(size_t budget, size_t n, const uint64_t *chunks,
+                             const size_t *entry_bytes, uint64_t *entries);
+
+/* One field's entries under that rule: floor(f * chunks), where total is
+ * sum(chunks[k] * entry_bytes[k]) over every field (the split may take one entry back where
+ * rounding overshot the budget; models may ignore that). */
+uint64_t hfeed__chunkcache_entries(size_t budget, double total, uint64_t chunks);
+
 size_t hfeed__chunkcache_memory(const struct hfeed__chunkcache *c);
 void hfeed__chunkcache_get_stats(struct hfeed__chunkcache *c, struct hfeed__chunkcache_stats *out);
 

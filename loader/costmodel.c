@@ -4,12 +4,15 @@
 #include <math.h>
 #include <string.h>
 
-/* What every source of the loader shares: the direct path's chunk cache. */
-struct shared {
-    double entries;       /* decoded chunks the loader's cache holds */
-    double direct_groups; /* chunk rows of every filtered direct source: they compete for it */
-    double window_need;   /* chunk rows one chunk-shuffle window needs, all such fields */
-    size_t direct_fields; /* filtered fields read by the direct path */
+#include "chunkcache.h"
+
+/* One field's decoded-chunk cache on the direct path (chunkcache.h: one cache per field, the
+ * budget split in proportion to the bytes each field's chunks decode to). */
+struct field_cache {
+    double pool;          /* chunk rows of the field's filtered direct sources: its cache's */
+    uint64_t entry_bytes; /* their largest decoded chunk row: one entry */
+    double window_need;   /* chunk rows one chunk-shuffle window needs (the most of any file) */
+    double entries;       /* entries the field's cache gets */
 };
 
 uint64_t hfeed__cost_group_bytes(const struct hfeed__cost_source *s)
@@ -55,38 +58,45 @@ static double window_groups(const struct hfeed__cost_source *s, unsigned window)
     return g < groups_of(s) ? g : groups_of(s);
 }
 
-static void share(const struct hfeed__cost_params *p, struct shared *sh,
-                  struct hfeed__cost_cache *cache)
+/* Field k's cache; total_bytes is what every field's chunks decode to (0: not known yet,
+ * entries left 0). */
+static void field_cache(const struct hfeed__cost_params *p, size_t k, double total_bytes,
+                        struct field_cache *fc)
 {
-    memset(sh, 0, sizeof *sh);
-    uint64_t largest = 0;
-    for (size_t k = 0; k < p->nfields; k++) {
-        bool counted = false;
-        for (size_t fi = 0; fi < p->nfiles; fi++) {
-            const struct hfeed__cost_source *s = &p->src[k * p->nfiles + fi];
-            if (!s->filtered || !s->direct || s->rows == 0) continue;
-            const uint64_t g = hfeed__cost_group_bytes(s);
-            if (g > largest) largest = g;
-            sh->direct_groups += groups_of(s);
-            counted = true;
-        }
-        sh->direct_fields += counted;
-    }
-    /* The window's need, for the file where it is largest. */
+    memset(fc, 0, sizeof *fc);
     for (size_t fi = 0; fi < p->nfiles; fi++) {
-        double need = 0.0;
-        for (size_t k = 0; k < p->nfields; k++) {
-            const struct hfeed__cost_source *s = &p->src[k * p->nfiles + fi];
-            if (s->filtered && s->direct && s->rows > 0) need += window_groups(s, p->window);
-        }
-        if (need > sh->window_need) sh->window_need = need;
+        const struct hfeed__cost_source *s = &p->src[k * p->nfiles + fi];
+        if (!s->filtered || !s->direct || s->rows == 0) continue;
+        const uint64_t g = hfeed__cost_group_bytes(s);
+        if (g > fc->entry_bytes) fc->entry_bytes = g;
+        fc->pool += groups_of(s);
+        fc->window_need = fmax(fc->window_need, window_groups(s, p->window));
     }
-    /* As reader.c sizes the cache: entries of the largest decoded chunk, no more than there are
-     * chunks. */
-    uint64_t e = largest > 0 ? p->cache_bytes / largest : 0;
-    if ((double)e > sh->direct_groups) e = (uint64_t)sh->direct_groups;
-    sh->entries = (double)e;
-    *cache = (struct hfeed__cost_cache){e, largest, sh->direct_groups, sh->window_need};
+    if (total_bytes > 0.0)
+        fc->entries = (double)hfeed__chunkcache_entries((size_t)p->cache_bytes, total_bytes,
+                                                        (uint64_t)fc->pool);
+}
+
+/* The bytes every field's chunks decode to (as reader.c adds them up), and *cache. */
+static double share(const struct hfeed__cost_params *p, struct hfeed__cost_cache *cache)
+{
+    double total = 0.0;
+    for (size_t k = 0; k < p->nfields; k++) {
+        struct field_cache fc;
+        field_cache(p, k, 0.0, &fc);
+        total += fc.pool * (double)fc.entry_bytes;
+    }
+    memset(cache, 0, sizeof *cache);
+    cache->bytes_all = total;
+    for (size_t k = 0; k < p->nfields && total > 0.0; k++) {
+        struct field_cache fc;
+        field_cache(p, k, total, &fc);
+        cache->entries += (uint64_t)fc.entries;
+        cache->chunks += fc.pool;
+        cache->window_need += fc.window_need;
+        cache->bytes_window += fc.window_need * (double)fc.entry_bytes;
+    }
+    return total;
 }
 
 /* Runs of consecutive rows in one chunk among b sorted samples drawn from `pool` rows: what a
@@ -145,7 +155,7 @@ static double sequential_pairs(double rows, uint64_t b, uint64_t c)
     return ceil(rows / (double)b) + inside;
 }
 
-static void source_cost(const struct hfeed__cost_params *p, const struct shared *sh,
+static void source_cost(const struct hfeed__cost_params *p, const struct field_cache *fc,
                         const struct hfeed__cost_source *s, double decodes[HFEED_SHUFFLE_MODES])
 {
     const double frac = (double)p->samples / (double)p->total;
@@ -153,27 +163,26 @@ static void source_cost(const struct hfeed__cost_params *p, const struct shared 
     const double b = (double)p->batch_size;
     const double nc = groups_of(s);
     const double c = (double)s->group_rows;
-    /* Cache entries (in chunk rows) and the chunk rows competing for them. */
+    /* Cache entries (in chunk rows) and the chunk rows competing for them: the field's own
+     * cache, which its sources in every file share. */
     double e, pool, need;
     if (s->direct) {
-        e = sh->entries;
-        pool = sh->direct_groups;
-        need = sh->window_need;
+        e = fc->entries;
+        pool = fc->pool;
+        need = fc->window_need;
     } else {
         e = floor((double)(HFEED__H5_CHUNK_CACHE_BYTES / s->chunk_bytes) /
                   (double)s->group_chunks);
         pool = nc;
         need = window_groups(s, p->window);
     }
-    const double fields_at_once = s->direct ? (double)sh->direct_fields : 1.0;
-
-    /* none: consecutive rows; one entry per filtered field keeps a chunk between batches. */
-    decodes[HFEED_SHUFFLE_NONE] = e >= fields_at_once
+    /* none: consecutive rows; one entry keeps a chunk between batches. */
+    decodes[HFEED_SHUFFLE_NONE] = e >= 1.0
                                       ? nc * frac
                                       : sequential_pairs(n, p->batch_size, s->group_rows);
 
-    /* global: each batch draws b * rows / N samples of this source, uniformly. The cache is
-     * shared by every competing chunk: this source's share of it is e * nc / pool. */
+    /* global: each batch draws b * rows / N samples of this source, uniformly. The field's
+     * cache is shared by its sources' chunks: this source's share of it is e * nc / pool. */
     const double bs = b * (double)s->rows / (double)p->total;
     const double batches = (double)p->samples / b;
     if (e < 1.0)
@@ -197,8 +206,7 @@ static void source_cost(const struct hfeed__cost_params *p, const struct shared 
 void hfeed__cost_model(const struct hfeed__cost_params *p, hfeed_shuffle_cost *out,
                        struct hfeed__cost_cache *cache)
 {
-    struct shared sh;
-    share(p, &sh, cache);
+    const double total_bytes = share(p, cache);
     memset(out, 0, p->nfields * HFEED_SHUFFLE_MODES * sizeof *out);
     if (p->total == 0 || p->batch_size == 0) return;
     const double frac = (double)p->samples / (double)p->total;
@@ -215,8 +223,10 @@ void hfeed__cost_model(const struct hfeed__cost_params *p, hfeed_shuffle_cost *o
                     cost[m].bytes_read += bytes;
                 continue;
             }
+            struct field_cache fc;
+            field_cache(p, k, total_bytes, &fc);
             double decodes[HFEED_SHUFFLE_MODES];
-            source_cost(p, &sh, s, decodes);
+            source_cost(p, &fc, s, decodes);
             for (int m = 0; m < HFEED_SHUFFLE_MODES; m++) {
                 cost[m].chunk_decodes += decodes[m] * (double)s->group_chunks;
                 cost[m].bytes_decoded += decodes[m] * (double)hfeed__cost_group_bytes(s);

@@ -10,21 +10,23 @@
  *   - Filtered (compressed) chunks are decoded whole. A "chunk row" is the chunks that hold a
  *     run of chunk[0] rows: one chunk on the direct path, several when chunks split the sample.
  *     Every decode reads the chunk row's stored bytes and produces its decoded bytes.
- *   - Decoded chunks are shared through a cache. Direct path: the loader's cache of cache_mb,
- *     shared by every filtered field, in entries of the largest decoded chunk (E entries).
- *     H5Dread: HDF5's own cache, 1 MiB per dataset, which keeps no chunk larger than that.
+ *   - Decoded chunks are shared through a cache. Direct path: one cache per filtered field, in
+ *     entries of its largest decoded chunk row; cache_mb is split so that every field gets the
+ *     same share f = min(1, cache_mb / bytes of every field's chunks) of its chunk rows
+ *     (E = floor(f x chunk rows), chunkcache.h). H5Dread: HDF5's own cache, 1 MiB per
+ *     dataset, which keeps no chunk larger than that.
  *   - Within a batch the reader sorts the samples, so a batch needs each chunk it touches once
  *     (with no cache entry at all, once per run of consecutive rows instead).
  *   - none: batches are consecutive rows; each chunk is decoded once (twice per batch boundary
  *     inside it without a cache entry).
  *   - global: a batch of b samples touches t = n_c (1 - (1 - 1/n_c)^b) of a field's n_c chunks.
- *     With cache fraction f = min(1, E / chunks competing for the cache), a touch misses with
+ *     With cache fraction f = min(1, E / the field's chunks in all files), a touch misses with
  *     probability (1 - f); the first touch of every chunk misses anyway. So
  *     decodes = U + (A - U)(1 - f), A = batches x t, U = distinct chunks touched in the epoch.
  *   - chunk: blocks (chunk rows of the widest field) are permuted and samples shuffled within
  *     windows of shuffle_window blocks; a batch touches t of the g_w chunks of its window. When
- *     the windows' chunks of every filtered field fit the cache (E >= need), each chunk is
- *     decoded once per epoch; else f_w = E / need in the formula above. */
+ *     a window's chunks of the field fit its cache (E >= need), each chunk is decoded once per
+ *     epoch; else f_w = E / need in the formula above. */
 #ifndef HFEED_COSTMODEL_H
 #define HFEED_COSTMODEL_H
 
@@ -61,12 +63,14 @@ struct hfeed__cost_params {
     const struct hfeed__cost_source *src; /* src[k * nfiles + fi], field-major */
 };
 
-/* The loader's decoded-chunk cache as the model sees it. */
+/* The loader's decoded-chunk caches (one per filtered field) as the model sees them. */
 struct hfeed__cost_cache {
-    uint64_t entries;     /* decoded chunks it holds (0 when no direct source is filtered) */
-    uint64_t entry_bytes; /* the largest decoded chunk of a filtered direct source */
-    double chunks;        /* chunks of every filtered direct source, competing for it */
-    double window_need;   /* chunks one chunk-shuffle window needs, over those sources */
+    uint64_t entries;    /* decoded chunk rows they hold together (0: no direct source is
+                          * filtered) */
+    double chunks;       /* chunk rows of every filtered direct source */
+    double window_need;  /* chunk rows one chunk-shuffle window needs, every such field */
+    double bytes_all;    /* cache_mb bytes that would hold every one of those chunk rows */
+    double bytes_window; /* cache_mb bytes that would hold one window's, of every field */
 };
 
 /* Fills out[k * HFEED_SHUFFLE_MODES + mode] for every field k and mode, and *cache. */

@@ -161,11 +161,10 @@ static hfeed_status field_warnings(hfeed_report *r, size_t k, const struct hfeed
     const hfeed_field_cost *fc = &r->fields[k];
     const hfeed_shuffle_cost *now = &fc->cost[cfg->shuffle];
     if (now->decode_amplification > HIGH_AMPLIFICATION) {
-        const double need = cfg->shuffle == HFEED__SHUFFLE_CHUNK ? cache->window_need
-                                                                 : cache->chunks;
+        const bool chunk = cfg->shuffle == HFEED__SHUFFLE_CHUNK;
+        const double need = chunk ? cache->window_need : cache->chunks;
         const uint64_t need_mb =
-            (uint64_t)ceil(need * (double)(cache->entry_bytes ? cache->entry_bytes : 1) /
-                           (double)MIB);
+            (uint64_t)ceil((chunk ? cache->bytes_window : cache->bytes_all) / (double)MIB);
         char advice[256];
         if (fc->path != HFEED_READ_DIRECT_DECODE)
             snprintf(advice, sizeof advice, "H5Dread keeps only 1 MiB of chunks per dataset; "

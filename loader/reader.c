@@ -47,7 +47,7 @@ struct hfeed__reader {
     size_t batch_size;
     unsigned nworkers;
     struct worker *workers;
-    struct hfeed__chunkcache *cache;
+    struct hfeed__chunkcache **caches; /* one per field (chunkcache.h); NULL: decodes none */
     size_t memory;
 };
 
@@ -264,8 +264,8 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         const unsigned char *data;
         void *token;
         const hfeed_status got =
-            hfeed__chunkcache_acquire(w->reader->cache, source_id << 40 | chunk, wait, decode_chunk,
-                                      &job, w->own, &data, &token, err);
+            hfeed__chunkcache_acquire(w->reader->caches[k], source_id << 40 | chunk, wait,
+                                      decode_chunk, &job, w->own, &data, &token, err);
         if (got == HFEED_E_BUSY) {
             w->deferred[w->ndeferred++] = (struct piece){k, fi, row + i, pick + i, take};
             i += take;
@@ -277,7 +277,7 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         size_t bad_row = 0;
         const hfeed_status st = convert_run(w, f, s, p, take, positions_in_order(p, take),
                                             data + first * d->row_bytes, dst, &bad_row);
-        hfeed__chunkcache_release(w->reader->cache, token);
+        hfeed__chunkcache_release(w->reader->caches[k], token);
         count(&w->local.convert_ns, now_ns() - t0);
         if (st != HFEED_OK) return range_error(w, f, fi, row + i + bad_row, err);
         i += take;
@@ -332,6 +332,36 @@ static void *work(void *arg)
     return NULL;
 }
 
+/* One cache per field that decodes chunks, the budget divided as chunkcache.h says. */
+static hfeed_status create_caches(struct hfeed__reader *r, size_t budget, struct hfeed__err *err)
+{
+    const struct hfeed__catalog *c = r->cat;
+    uint64_t *chunks = hfeed__calloc(2 * c->nfields, sizeof *chunks);
+    size_t *entry_bytes = hfeed__calloc(c->nfields, sizeof *entry_bytes);
+    r->caches = hfeed__calloc(c->nfields, sizeof *r->caches);
+    if (chunks == NULL || entry_bytes == NULL || r->caches == NULL) {
+        hfeed__free(chunks);
+        hfeed__free(entry_bytes);
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory");
+    }
+    uint64_t *entries = chunks + c->nfields;
+    for (size_t k = 0; k < c->nfields; k++) {
+        chunks[k] = c->fields[k].filtered_chunks;
+        entry_bytes[k] = c->fields[k].max_chunk_bytes;
+    }
+    hfeed__chunkcache_split(budget, c->nfields, chunks, entry_bytes, entries);
+    hfeed_status st = HFEED_OK;
+    for (size_t k = 0; st == HFEED_OK && k < c->nfields; k++) {
+        if (chunks[k] == 0) continue;
+        st = hfeed__chunkcache_create((size_t)entries[k] * entry_bytes[k], entry_bytes[k],
+                                      &r->caches[k], err);
+        if (st == HFEED_OK) r->memory += hfeed__chunkcache_memory(r->caches[k]);
+    }
+    hfeed__free(chunks);
+    hfeed__free(entry_bytes);
+    return st;
+}
+
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
                                   unsigned nworkers, size_t batch_size, size_t cache_budget,
                                   struct hfeed__reader **out, struct hfeed__err *err)
@@ -367,13 +397,7 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
             r->memory += c->max_stored_chunk + 2 * c->max_chunk_bytes;
         }
     }
-    if (ok && c->max_chunk_bytes > 0) {
-        /* More entries than chunks would never be used. */
-        if (cache_budget / c->max_chunk_bytes > c->filtered_chunks)
-            cache_budget = (size_t)c->filtered_chunks * c->max_chunk_bytes;
-        ok = hfeed__chunkcache_create(cache_budget, c->max_chunk_bytes, &r->cache, err) == HFEED_OK;
-        if (ok) r->memory += hfeed__chunkcache_memory(r->cache);
-    }
+    if (ok && c->max_chunk_bytes > 0) ok = create_caches(r, cache_budget, err) == HFEED_OK;
     if (!ok) {
         hfeed__reader_destroy(r);
         return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory for %u workers", nworkers);
@@ -418,10 +442,13 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
         out->overflow += atomic_load_explicit(&w->overflow, memory_order_relaxed);
         out->h5_reads += atomic_load_explicit(&w->h5_reads, memory_order_relaxed);
     }
-    struct hfeed__chunkcache_stats cs = {0, 0, 0};
-    if (r->cache != NULL) hfeed__chunkcache_get_stats(r->cache, &cs);
-    out->cache_hits = cs.hits;
-    out->chunk_decodes = cs.decodes + cs.uncached;
+    for (size_t k = 0; r->caches != NULL && k < r->cat->nfields; k++) {
+        struct hfeed__chunkcache_stats cs = {0, 0, 0};
+        if (r->caches[k] == NULL) continue;
+        hfeed__chunkcache_get_stats(r->caches[k], &cs);
+        out->cache_hits += cs.hits;
+        out->chunk_decodes += cs.decodes + cs.uncached;
+    }
 }
 
 size_t hfeed__reader_memory(const struct hfeed__reader *r)
@@ -442,7 +469,9 @@ void hfeed__reader_destroy(struct hfeed__reader *r)
         hfeed__free(r->workers[i].own);
         hfeed__codec_destroy(r->workers[i].codec);
     }
-    hfeed__chunkcache_destroy(r->cache);
+    for (size_t k = 0; r->caches != NULL && k < r->cat->nfields; k++)
+        hfeed__chunkcache_destroy(r->caches[k]);
+    hfeed__free(r->caches);
     hfeed__free(r->workers);
     hfeed__free(r);
 }

@@ -1658,6 +1658,40 @@ Test(direct, each_chunk_decoded_once_per_epoch_with_a_cache)
     }
 }
 
+/* Two compressed fields whose chunks differ 256-fold in size: each field has a cache of its own
+ * (chunkcache.h), so 1 MiB holds all 40 + 40 decoded chunks (650 KiB) and global shuffle decodes
+ * each once. One pool of entries the size of the larger chunk held 64 of them: the small
+ * chunks took big entries, 80 chunks thrashed 64 entries, and chunks were decoded many times. */
+Test(direct, each_field_has_its_own_cache_so_small_chunks_do_not_take_big_entries)
+{
+    fx_dataset wide = dec_ds, narrow = dec_ds;
+    wide.shape[0] = 256;
+    wide.chunk[1] = 256;
+    narrow.path = "/y";
+    narrow.kind = FX_INT64;
+    narrow.ndim = 0;
+    narrow.chunk[1] = 0;
+    const fx_dataset both[] = {wide, narrow};
+    fx_write_file("two.h5", both, 2);
+    const struct expect xs[] = {{.field = 0, .ds = &both[0], .out = HFEED_DTYPE_FLOAT32},
+                                {.field = 1, .ds = &both[1], .out = HFEED_DTYPE_INT64}};
+    for (unsigned w = 1; w <= 3; w += 2) {
+        struct run r;
+        run_all(fx_fmt("{\"files\": [\"two.h5\"], \"fields\": [%s, %s], \"batch_size\": 10, "
+                       "\"shuffle\": \"global\", \"workers\": %u, \"seed\": 3, "
+                       "\"device\": \"cpu\", \"cache_mb\": 1}",
+                       field_json("x", "/x", "float32"), field_json("y", "/y", "int64"), w),
+                &r);
+        const char *what = fx_fmt("global shuffle, %u workers, cache_mb 1", w);
+        expect_each_sample_once(&r);
+        check_expect(&r, &xs[0], what);
+        check_expect(&r, &xs[1], what);
+        cr_expect_eq(r.stats.chunk_decodes, 2 * DEC_CHUNKS, "%s: %llu chunk decodes, expected %d",
+                     what, (unsigned long long)r.stats.chunk_decodes, 2 * DEC_CHUNKS);
+        free_run(&r);
+    }
+}
+
 Test(direct, chunks_decode_correctly_without_a_cache)
 {
     fx_write_file("dec.h5", &dec_ds, 1);

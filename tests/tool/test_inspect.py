@@ -83,6 +83,7 @@ def main():
         check_config(c, report, tmp)
         check_twice(c, report, run, tmp, known)
         check_model(c, report, run, tmp)
+        check_model_two_filtered(c, report, run, tmp)
 
     print(f"{c.passed} checks passed, {c.failed} failed")
     return 1 if c.failed else 0
@@ -426,6 +427,45 @@ def check_model(c, report, run, tmp):
             c.check(over and "set cache_mb to at least 1" in over[0]["message"],
                     f"{label}: advice {over}")
 
+
+
+def check_model_two_filtered(c, report, run, tmp):
+    """Two compressed fields whose chunks differ 256-fold (features and labels): each has a
+    cache of its own, the budget split by the bytes their chunks decode to. The model's decodes
+    (both fields) against the loader's."""
+    path = os.path.join(tmp, "gz2.h5")
+    rows, cols, chunk_rows = 4096, 256, 64  # x: 64 chunks of 128 KiB; y: 64 chunks of 512 B
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.random.default_rng(3).random((rows, cols)),
+                         chunks=(chunk_rows, cols), compression="gzip", compression_opts=1)
+        f.create_dataset("y", data=np.arange(rows, dtype="<i8"), chunks=(chunk_rows,),
+                         compression="gzip", compression_opts=1)
+    cases = [  # shuffle, cache_mb, workers, exact
+        ("global", 9, 2, True),    # 8 MiB + 32 KiB: every chunk of both fields fits
+        ("chunk", 1, 2, True),     # 7 entries each; a window needs 4
+        ("global", 4, 1, False),   # half of each field's chunks
+    ]
+    for i, (shuffle, cache_mb, workers, exact) in enumerate(cases):
+        cfg = write_config(tmp, f"model2-{i}.json", ["gz2.h5"], [("x", "/x"), ("y", "/y")],
+                           batch_size=32, shuffle=shuffle, cache_mb=cache_mb,
+                           shuffle_window=4, workers=workers, seed=7)
+        label = f"x and y compressed, {shuffle} cache_mb={cache_mb} workers={workers}"
+        r = report("--config", cfg)
+        rc, out, err = run("bench", cfg, "--json", "--no-digest")
+        if r is None or not c.check(rc == 0, f"bench {label}: exit {rc}\n{err}"):
+            continue
+        measured = json.loads(out)["chunk_decodes"]
+        predicted = sum(x["shuffle"][shuffle]["chunk_decodes"] for x in r["fields"])
+        c.check(all(x["read_path"] == "direct+decode" for x in r["fields"]),
+                f"{label}: both fields decoded by the direct path")
+        if exact:
+            c.check(round(predicted) == measured == 2 * rows // chunk_rows,
+                    f"{label}: predicted {predicted:.1f} decodes, measured {measured}, "
+                    f"expected {2 * rows // chunk_rows}")
+        else:
+            c.check(abs(predicted - measured) <= TOLERANCE * measured,
+                    f"{label}: predicted {predicted:.1f} decodes, measured {measured} "
+                    f"(tolerance {TOLERANCE:.0%})")
 
 if __name__ == "__main__":
     sys.exit(main())

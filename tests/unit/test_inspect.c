@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "chunkcache.h"
 #include "costmodel.h"
 #include "fixtures.h"
 #include "h5feed.h"
@@ -71,7 +72,7 @@ Test(costmodel, every_chunk_once_when_all_fit)
     struct hfeed__cost_cache cache;
     hfeed__cost_model(&p, out, &cache);
     cr_assert_eq(cache.entries, 64);
-    cr_assert_eq(cache.entry_bytes, 64 * 2048);
+    cr_expect_float_eq(cache.bytes_all, 64.0 * 64 * 2048, 1e-6);
     for (int m = 0; m < HFEED_SHUFFLE_MODES; m++) {
         cr_expect_float_eq(out[m].chunk_decodes, 64.0, 1e-6, "mode %d: %f", m,
                            out[m].chunk_decodes);
@@ -148,9 +149,10 @@ Test(costmodel, a_rank_pays_for_its_share)
     cr_expect_float_eq(out[HFEED_SHUFFLE_CHUNK].decode_amplification, 1.0, 1e-9);
 }
 
-Test(costmodel, two_fields_share_the_cache)
+Test(costmodel, two_fields_split_the_cache_by_the_bytes_of_their_chunks)
 {
-    /* Entries are sized by the larger chunk (256 KiB): 1 MiB holds 4, a window needs 4 + 4. */
+    /* Chunks of 128 and 256 KiB, 64 of each: 24 MiB in all. 1 MiB is 1/24 of that: 2 entries
+     * each, and a window needs 4 of each. */
     struct hfeed__cost_source src[2] = {gz_source(4096), gz_source(4096)};
     src[1].row_bytes = 4096;
     src[1].chunk_bytes = 64 * 4096;
@@ -160,15 +162,64 @@ Test(costmodel, two_fields_share_the_cache)
     struct hfeed__cost_cache cache;
     hfeed__cost_model(&p, out, &cache);
     cr_assert_eq(cache.entries, 4);
-    cr_assert_eq(cache.entry_bytes, 64 * 4096);
+    cr_expect_float_eq(cache.bytes_all, 24.0 * MIB, 1e-6);
     cr_expect_float_eq(cache.chunks, 128.0, 1e-9);
     cr_expect_float_eq(cache.window_need, 8.0, 1e-9);
+    cr_expect_float_eq(cache.bytes_window, 4.0 * 64 * 2048 + 4.0 * 64 * 4096, 1e-6);
     cr_expect_gt(out[HFEED_SHUFFLE_CHUNK].chunk_decodes, 64.0);
-    /* With 8 MiB (32 entries) the window fits again. */
+    /* With 8 MiB (a third: 21 entries each) the window fits again. */
     p.cache_bytes = 8 * MIB;
     hfeed__cost_model(&p, out, &cache);
+    cr_assert_eq(cache.entries, 42);
     cr_expect_float_eq(out[HFEED_SHUFFLE_CHUNK].chunk_decodes, 64.0, 1e-6);
     cr_expect_float_eq(out[HFEED_SHUFFLE_MODES + HFEED_SHUFFLE_CHUNK].chunk_decodes, 64.0, 1e-6);
+}
+
+Test(costmodel, small_chunks_take_small_entries)
+{
+    /* 64 chunks of 128 KiB and 64 of 512 bytes (labels): 9 MiB holds both fields' chunks, so
+     * global shuffle decodes each once. Entries the size of the big chunk would be 72 for 128
+     * chunks, and global shuffle would thrash them. */
+    struct hfeed__cost_source src[2] = {gz_source(4096), gz_source(4096)};
+    src[1].row_bytes = 8;
+    src[1].chunk_bytes = 64 * 8;
+    struct hfeed__cost_params p = one_source(&src[0], 9 * MIB);
+    p.nfields = 2;
+    hfeed_shuffle_cost out[2 * HFEED_SHUFFLE_MODES];
+    struct hfeed__cost_cache cache;
+    hfeed__cost_model(&p, out, &cache);
+    cr_assert_eq(cache.entries, 128);
+    for (size_t k = 0; k < 2; k++)
+        cr_expect_float_eq(out[k * HFEED_SHUFFLE_MODES + HFEED_SHUFFLE_GLOBAL].chunk_decodes, 64.0,
+                           1e-6, "field %zu: %f", k,
+                           out[k * HFEED_SHUFFLE_MODES + HFEED_SHUFFLE_GLOBAL].chunk_decodes);
+}
+
+Test(chunkcache, split_gives_every_field_the_same_share_of_its_chunks)
+{
+    const uint64_t chunks[] = {64, 64, 0, 10};
+    const size_t bytes[] = {131072, 512, 1 << 20, 262144};
+    uint64_t e[4];
+    const size_t all = 64 * 131072 + 64 * 512 + 10 * 262144;
+    hfeed__chunkcache_split(all, 4, chunks, bytes, e);
+    cr_expect(e[0] == 64 && e[1] == 64 && e[2] == 0 && e[3] == 10, "all fit: %llu %llu %llu %llu",
+              (unsigned long long)e[0], (unsigned long long)e[1], (unsigned long long)e[2],
+              (unsigned long long)e[3]);
+    hfeed__chunkcache_split(all / 2, 4, chunks, bytes, e);
+    cr_expect(e[0] == 32 && e[1] == 32 && e[2] == 0 && e[3] == 5, "half: %llu %llu %llu %llu",
+              (unsigned long long)e[0], (unsigned long long)e[1], (unsigned long long)e[2],
+              (unsigned long long)e[3]);
+    for (size_t budget = 0; budget <= all; budget += all / 97 + 1) {
+        hfeed__chunkcache_split(budget, 4, chunks, bytes, e);
+        size_t used = 0;
+        for (size_t k = 0; k < 4; k++) {
+            cr_expect_leq(e[k], chunks[k]);
+            used += e[k] * bytes[k];
+        }
+        cr_expect_leq(used, budget, "budget %zu: %zu bytes of entries", budget, used);
+        cr_expect_eq(e[0], hfeed__chunkcache_entries(budget, (double)all, chunks[0]),
+                     "the split and the model's per-field count agree at %zu", budget);
+    }
 }
 
 Test(costmodel, hdf5_path_has_its_own_small_cache)
