@@ -302,6 +302,24 @@ static void stop_stages(struct hfeed_loader *l)
     hfeed__upload_stop(l->upload);
 }
 
+/* Global shuffle draws every sample from anywhere, so a compressed chunk that leaves the cache
+ * is decoded again for each later sample of it: say so at open when the cache cannot hold every
+ * chunk (the user otherwise sees only a slow run; h5feed inspect says how slow). */
+static void warn_small_cache(const struct hfeed_loader *l, const struct hfeed__logger *log)
+{
+    uint64_t cached = 0, all = 0;
+    hfeed__reader_cache_cover(l->reader, &cached, &all);
+    if (l->cfg->shuffle != HFEED__SHUFFLE_GLOBAL || cached >= all) return;
+    hfeed__log(log, HFEED_LOG_WARN,
+               "cache_mb %llu holds %.0f%% of the %llu MiB the compressed chunks decode to: "
+               "global shuffle will decode most chunks many times per epoch (h5feed inspect "
+               "--config estimates how many); cache_mb %llu holds them all, and \"shuffle\": "
+               "\"chunk\" decodes each about once",
+               (unsigned long long)l->cfg->cache_mb, 100.0 * (double)cached / (double)all,
+               (unsigned long long)((all + (1u << 20) - 1) >> 20),
+               (unsigned long long)((all + (1u << 20) - 1) >> 20));
+}
+
 /* Builds a loader from a parsed config (which it takes over, also on failure). */
 hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct hfeed__logger *log,
                                        hfeed_loader **out, struct hfeed__err *err)
@@ -326,6 +344,7 @@ hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct h
         st = hfeed__reader_create(l->cat, l->ring, cfg->workers, (size_t)cfg->batch_size,
                                   (size_t)(cfg->cache_mb << 20), &l->reader, err);
     if (st == HFEED_OK) {
+        warn_small_cache(l, log);
         fill_info(l);
         st = start_stages(l, err);
     }

@@ -1692,6 +1692,33 @@ Test(direct, each_field_has_its_own_cache_so_small_chunks_do_not_take_big_entrie
     }
 }
 
+/* Global shuffle over compressed chunks that do not fit the cache is slow, and the open says so,
+ * once, with the cache_mb that would hold them; chunk shuffle, or a cache that holds every
+ * chunk, is not warned about. */
+Test(direct, open_warns_when_global_shuffle_chunks_outgrow_the_cache)
+{
+    fx_dataset big = dec_ds;
+    big.shape[0] = 4096; /* 40 chunks of 16 rows x 16 KiB: 10 MiB decoded */
+    big.chunk[1] = 4096;
+    fx_write_file("big.h5", &big, 1);
+    const char *cases[][2] = {{"global", "1"}, {"chunk", "1"}, {"global", "16"}};
+    for (size_t i = 0; i < 3; i++) {
+        struct run r;
+        run_all(fx_fmt("{\"files\": [\"big.h5\"], \"fields\": [%s], \"batch_size\": 10, "
+                       "\"shuffle\": \"%s\", \"workers\": 2, \"device\": \"cpu\", "
+                       "\"cache_mb\": %s}",
+                       field_json("x", "/x", "float32"), cases[i][0], cases[i][1]),
+                &r);
+        const size_t warned = count_lines(&r.log, "cache_mb 1 holds 10% of the 10 MiB",
+                                          "cache_mb 10 holds them all", "\"shuffle\": \"chunk\"");
+        cr_expect_eq(warned, i == 0 ? 1 : 0, "shuffle %s, cache_mb %s: %zu warnings: %s",
+                     cases[i][0], cases[i][1], warned, all_lines(&r.log));
+        cr_expect_eq(r.log.n, warned, "other log lines: %s", all_lines(&r.log));
+        expect_each_sample_once(&r);
+        free_run(&r);
+    }
+}
+
 Test(direct, chunks_decode_correctly_without_a_cache)
 {
     fx_write_file("dec.h5", &dec_ds, 1);
