@@ -18,6 +18,9 @@ features and int64 labels in batches of 256. The contenders (see bench/README.md
                      torch.from_numpy(x[i].astype(np.float32)), int(y[i]); HDF5's default
                      chunk cache (1 MiB)
   dataloader-expert  the same with h5py.File(..., rdcc_nbytes=1.2e9, rdcc_nslots=1000003)
+  h5feed-torch       the same loader through the Python binding (python/h5feed.py) in a Python
+                     loop: torch.from_dlpack of both fields per batch (what a training loop
+                     does), workers 2, shuffle none/global/chunk
   h5py-slices        one process: x[i:i+256].astype(np.float32), y[i:i+256]; default cache
   h5py-slices-64M    the same with rdcc_nbytes=64 MiB
   cat                `cat FILE > /dev/null` (limit: reading the stored bytes once)
@@ -58,6 +61,8 @@ EXPERT_RDCC_NSLOTS = 1000003     # a prime, far above the 512 chunks of the file
 SLICES_RDCC_NBYTES = 64 * 2**20
 PROBE_SAMPLES = 512              # h5feed probe size when picking a shard for the budget
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # key: (chunk rows (0 = contiguous), gzip level, shuffle filter)
 FILES = {
     "contig": (0, 0, False),
@@ -66,7 +71,7 @@ FILES = {
 }
 H5FEED_MODES = ("none", "global", "chunk")
 PEER_MODES = ("none", "global")  # DataLoader shuffle=False / shuffle=True
-CONTENDER_ORDER = ("h5feed", "dataloader", "dataloader-expert", "h5py-slices",
+CONTENDER_ORDER = ("h5feed", "h5feed-torch", "dataloader", "dataloader-expert", "h5py-slices",
                    "h5py-slices-64M", "cat", "pread-convert")
 
 
@@ -130,6 +135,26 @@ def child_main(spec):
             if not over:
                 epochs += 1
                 seconds = time.perf_counter() - t0
+    elif kind == "h5feed-torch":
+        import torch
+        sys.path.insert(0, os.path.join(REPO, "python"))
+        os.environ["H5FEED_LIBRARY"] = spec["library"]
+        import h5feed
+
+        t0 = time.perf_counter()
+        # Exactly the h5feed bench run of the same contender (its config: epochs, shard), to
+        # the end, timed from before the loader opens: the only difference is Python.
+        with h5feed.Loader(spec["config"]) as loader:
+            for b in loader:
+                x = torch.from_dlpack(b["x"])
+                y = torch.from_dlpack(b["y"])
+                assert x.dtype == torch.float32 and x.shape[1] == VALUES
+                assert y.dtype == torch.int64
+                samples += x.shape[0]
+                batches += 1
+                del x, y  # the slot comes back with the next batch, as in a training step
+            epochs = loader.info.epochs
+        seconds = time.perf_counter() - t0
     elif kind == "slices":
         t0 = time.perf_counter()
         with h5py.File(path, "r", **kw) as f:
@@ -227,6 +252,8 @@ def contenders(only):
         for mode in H5FEED_MODES:
             for w in (1, 2):
                 out.append({"contender": "h5feed", "file": fk, "mode": mode, "workers": w})
+        for mode in H5FEED_MODES:
+            out.append({"contender": "h5feed-torch", "file": fk, "mode": mode, "workers": 2})
         for name in ("dataloader", "dataloader-expert"):
             for mode in PEER_MODES:
                 out.append({"contender": name, "file": fk, "mode": mode, "workers": 2})
@@ -240,14 +267,21 @@ def contenders(only):
     return out
 
 
-def h5feed_config(ctx, c, world_size, epochs):
+def h5feed_config_dict(ctx, c, world_size, epochs):
     cfg = {"files": [ctx["paths"][c["file"]]],
            "fields": [{"name": "x", "dataset": "/features", "dtype": "float32"},
                       {"name": "y", "dataset": "/labels", "dtype": "int64"}],
            "batch_size": BATCH, "shuffle": c["mode"], "workers": c["workers"], "prefetch": 4,
            "epochs": epochs, "seed": 0, "device": "cpu"}
+    if ctx.get("cache_mb") is not None:
+        cfg["cache_mb"] = ctx["cache_mb"]
     if world_size > 1:
         cfg["shard"] = {"rank": 0, "world_size": world_size}
+    return cfg
+
+
+def h5feed_config(ctx, c, world_size, epochs):
+    cfg = h5feed_config_dict(ctx, c, world_size, epochs)
     path = os.path.join(ctx["dir"], "configs",
                         f"{c['file']}-{c['mode']}-w{c['workers']}-of{world_size}-e{epochs}.json")
     with open(path, "w") as f:
@@ -291,6 +325,12 @@ def measure(ctx, c):
                             "min_seconds": ctx["min_seconds"],
                             "rdcc": rdcc, "shuffle": c["mode"] != "none",
                             "workers": c["workers"]})
+    elif name == "h5feed-torch":
+        # the same run as h5feed bench's for this file, mode and workers (calibrate())
+        ws, ep = ctx["plan"].get(cid(dict(c, contender="h5feed")), (1, 1))
+        r = run_child(ctx, {"kind": "h5feed-torch", "path": path, "budget": ctx["budget"],
+                            "min_seconds": ctx["min_seconds"], "library": ctx["library"],
+                            "config": h5feed_config_dict(ctx, c, ws, ep)})
     elif name in ("h5py-slices", "h5py-slices-64M"):
         rdcc = [SLICES_RDCC_NBYTES, 521] if name == "h5py-slices-64M" else None
         r = run_child(ctx, {"kind": "slices", "path": path, "budget": ctx["budget"],
@@ -375,6 +415,7 @@ def summarize(cs, runs):
                 "expert": f"dataloader-expert:{f}:{m}:w2",
                 "slices": best_slices.get(f, f"h5py-slices-64M:{f}:none:w1"),
                 "cat": f"cat:{f}:none:w1",
+                "c": f"h5feed:{f}:{c['mode']}:w{c['workers']}",
                 "pread": "pread-convert:contig:none:w2"}[kind]
 
     # /slices: the faster (by median) of the two h5py-slices variants on the same file
@@ -400,7 +441,7 @@ def summarize(cs, runs):
                    gb_per_s=statistics.median(sps) * OUT_BYTES / 1e9,
                    samples_per_s_all=[per[i][r] for r in sorted(per[i])],
                    digest_share=statistics.median(dig[i]) if i in dig else None)
-        for kind in ("dl", "expert", "slices", "cat", "pread"):
+        for kind in ("dl", "expert", "slices", "cat", "pread", "c"):
             ref = ref_id(c, kind)
             row[f"vs_{kind}"], row[f"vs_{kind}_pairs"] = (
                 median_ratio(per[i], per[ref]) if ref in per else (None, 0))
@@ -411,7 +452,7 @@ def summarize(cs, runs):
 
 def fmt_table(rows):
     hdr = ["contender", "file", "mode", "w", "samples/s", "GB/s", "/DL", "/expert", "/slices",
-           "/cat", "/pread", "runs", "dig%"]
+           "/cat", "/pread", "/C", "runs", "dig%"]
     out = []
     for r in rows:
         def rat(k):
@@ -420,7 +461,8 @@ def fmt_table(rows):
         out.append([r["contender"], r["file"], r["mode"], str(r["workers"]),
                     f"{sps:.0f}" if sps >= 100 else f"{sps:.1f}", f"{r['gb_per_s']:.3f}",
                     rat("vs_dl"), rat("vs_expert"), rat("vs_slices"), rat("vs_cat"),
-                    rat("vs_pread"), str(r["rounds"]),
+                    rat("vs_pread"),
+                    rat("vs_c") if r["contender"] == "h5feed-torch" else "-", str(r["rounds"]),
                     "" if r["digest_share"] is None else f"{100 * r['digest_share']:.0f}"])
     widths = [max(len(h), *(len(x[k]) for x in out)) if out else len(h) for k, h in enumerate(hdr)]
     left = 4  # the first four columns are text
@@ -455,11 +497,14 @@ def main():
     ap.add_argument("--order", choices=("random", "fixed"), default="random",
                     help="contender order within a round (default %(default)s, seeded)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random order")
+    ap.add_argument("--h5feed-cache-mb", type=int, default=None,
+                    help="cache_mb of the h5feed configs (default: the library's, 256); e.g. "
+                         "1200 to give h5feed the chunk cache dataloader-expert has per worker")
     ap.add_argument("--h5feed-full-epochs", action="store_true",
                     help="no probe: every h5feed run reads one whole epoch (may take very long)")
     a = ap.parse_args()
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = REPO
     h5feed = a.h5feed
     if h5feed is None:
         for cand in ("build-bench/h5feed", "build/h5feed"):
@@ -481,11 +526,11 @@ def main():
     cs = contenders(a.only)
     if not cs:
         raise SystemExit(f"--only {a.only!r} selects no contender")
-    if any(c["contender"].startswith("dataloader") for c in cs):
+    if any(c["contender"].startswith(("dataloader", "h5feed-torch")) for c in cs):
         try:
             import torch  # noqa: F401
         except ImportError:
-            raise SystemExit("the DataLoader peer needs torch: apt-get install -y python3-torch "
+            raise SystemExit("the DataLoader peer and h5feed-torch need torch: apt-get install -y python3-torch "
                              "(or leave it out with --only)")
     needed = sorted({c["file"] for c in cs} | ({"contig"} if any(
         c["contender"] == "pread-convert" for c in cs) else set()))
@@ -501,7 +546,9 @@ def main():
 
     ctx = {"h5feed": h5feed, "dir": ddir, "paths": paths, "rows": rows, "budget": budget,
            "min_seconds": min_s, "timeout": max(600.0, 20 * budget), "plan": {},
-           "calibration": {}}
+           "calibration": {}, "cache_mb": a.h5feed_cache_mb,
+           # the binding loads the library built with the h5feed program
+           "library": os.path.join(os.path.dirname(h5feed), "libh5feed.so.0")}
     if any(c["contender"] == "pread-convert" for c in cs):
         ctx["limit_exe"], ctx["limit_cc"] = build_limit(
             os.path.join(repo, "bench", "limit_pread_convert.c"), ddir)
@@ -533,13 +580,18 @@ def main():
                 [h5feed, "--version"], capture_output=True, text=True).stdout.strip(),
             "limit_cc": ctx.get("limit_cc"), "rows": rows, "values": VALUES, "batch_size": BATCH, "budget_s": budget,
             "min_seconds": min_s,
+            "h5feed_cache_mb": a.h5feed_cache_mb,
             "rounds": a.rounds, "order": a.order, "seed": a.seed, "only": a.only,
             "files": {k: {"path": p, "bytes": os.path.getsize(p)} for k, p in paths.items()},
             "page_cache": "warm: every file was read with cat twice before the first run",
             "gb_per_s": "float32 feature bytes delivered (samples/s x 4096) / 10^9; labels not "
                         "counted; cat and pread-convert as the samples/s they stand for"}
 
+    # h5feed-torch runs what h5feed bench runs for the same file, mode and workers, so those
+    # are sized too, also when only h5feed-torch was selected
     hc = [c for c in cs if c["contender"] == "h5feed"]
+    hc += [dict(c, contender="h5feed") for c in cs if c["contender"] == "h5feed-torch"
+           and dict(c, contender="h5feed") not in hc]
     if hc and not a.h5feed_full_epochs:
         log(f"h5feed probes ({PROBE_SAMPLES} samples each) to size the runs to ~{budget:g} s:")
         calibrate(ctx, hc)
@@ -585,6 +637,8 @@ def main():
           f"{meta['loadavg_end'][0]:.2f} at end; python {meta['python']}, numpy {meta['numpy']}, "
           f"h5py {meta['h5py']}, HDF5 {meta['hdf5']}, torch {meta['torch']}; "
           f"{meta['h5feed_version']}")
+    if a.h5feed_cache_mb is not None:
+        print(f"h5feed configs: cache_mb {a.h5feed_cache_mb}")
     print(f"page cache: WARM (each file read with cat twice first); {a.rounds} rounds, "
           f"order {a.order}; each run: whole epochs for >= {ctx['min_seconds']:g} s, "
           f"cut at a budget of {budget:g} s")
@@ -610,6 +664,8 @@ def main():
                           or "not run"))
     print("  /cat     vs cat of the same file, as samples/s (all samples per cat time)")
     print("  /pread   vs pread-convert (2 threads, contiguous file), as samples/s")
+    print("  /C       h5feed-torch only: vs h5feed bench (the C tool, no Python) with the same "
+          "file, mode and workers")
     print("  dig%     h5feed only: share of its seconds spent hashing the output (the bench's "
           "digest, on the consumer thread, counted in its time; the peers hash nothing)")
     for r in runs:
