@@ -377,6 +377,15 @@ class Loader:
         self._current = Batch(b.value)
         return self._current
 
+    def epoch(self):
+        """The rest of the current epoch's batches, for a loop per epoch:
+        `for e in range(loader.info.epochs): for batch in loader.epoch(): ...`. After the last
+        epoch it yields nothing."""
+        for batch in self:
+            yield batch
+            if batch.index + 1 == self.info.batches_per_epoch:
+                return
+
     def __len__(self):
         """Batches per epoch times epochs: what one full iteration yields."""
         return self.info.batches_per_epoch * self.info.epochs

@@ -142,6 +142,14 @@ check_values_once(use_torch=False)
 if torch is not None:
     check_values_once(use_torch=True)
 
+# A loop per epoch: each epoch() yields that epoch's batches, in order, then nothing more.
+with loader() as ld:
+    epochs = [[(b.epoch, b.index) for b in ld.epoch()] for _ in range(3)]
+    per = ld.info.batches_per_epoch
+    c.check(epochs[0] == [(0, i) for i in range(per)] and
+            epochs[1] == [(1, i) for i in range(per)] and epochs[2] == [],
+            f"epoch() per epoch: {[len(e) for e in epochs]} batches, {per} per epoch")
+
 # The conveniences, and dtypes beyond float32/int64: float16 as stored, int16 widened.
 with loader(fields=[{"name": "h", "dataset": "/h", "dtype": "native"},
                     {"name": "s", "dataset": "/s", "dtype": "int32"},
