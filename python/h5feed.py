@@ -373,6 +373,10 @@ class Loader:
         st = _lib.hfeed_loader_next(handle, ctypes.byref(b))
         if st == END:
             raise StopIteration
+        if st == BUSY:
+            raise Error(st, _lib.hfeed_loader_errmsg(handle).decode() +
+                        f" (each of the {self.info.slots} slots is held by tensors taken from "
+                        "an earlier batch: .clone() what you keep, or raise \"prefetch\")")
         _check(st, "next", handle)
         self._current = Batch(b.value)
         return self._current
