@@ -492,7 +492,7 @@ typedef struct {
     hfeed_shuffle_mode shuffle;
     uint64_t batch_size;
     unsigned shuffle_window;
-    uint64_t cache_mb;
+    uint64_t cache_mb;         /* MiB; "auto" settled as the loader settles it */
     unsigned world_size;
     int direct;                /* "read_path": "auto" (1) or "hdf5" (0) */
     uint64_t cache_entries;    /* decoded chunks the loader's cache will hold */

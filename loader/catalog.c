@@ -426,6 +426,14 @@ hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct h
     return HFEED_OK;
 }
 
+uint64_t hfeed__catalog_chunk_bytes(const struct hfeed__catalog *c)
+{
+    uint64_t all = 0;
+    for (size_t k = 0; k < c->nfields; k++)
+        all += c->fields[k].filtered_chunks * c->fields[k].max_chunk_bytes;
+    return all;
+}
+
 size_t hfeed__catalog_locate(const struct hfeed__catalog *c, uint64_t index, uint64_t *row)
 {
     size_t lo = 0, hi = c->nfiles; /* invariant: file_start[lo] <= index < file_start[hi] */

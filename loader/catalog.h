@@ -69,6 +69,10 @@ struct hfeed__catalog {
 hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct hfeed__logger *log,
                                  struct hfeed__catalog **out, struct hfeed__err *err);
 
+/* Bytes every compressed chunk read by the direct path decodes to, all fields (each field's
+ * chunks times its largest decoded chunk, as its cache counts them). */
+uint64_t hfeed__catalog_chunk_bytes(const struct hfeed__catalog *c);
+
 /* Which file holds global sample `index`, and its row there. */
 size_t hfeed__catalog_locate(const struct hfeed__catalog *c, uint64_t index, uint64_t *row);
 

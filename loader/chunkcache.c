@@ -9,6 +9,8 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "alloc.h"
 
@@ -172,6 +174,34 @@ void hfeed__chunkcache_split(size_t budget, size_t n, const uint64_t *chunks,
         entries[k]--;
         used -= (double)entry_bytes[k];
     }
+}
+
+uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double limit_bytes)
+{
+    const double mib = (double)(1u << 20);
+    const uint64_t need = (uint64_t)ceil(all_bytes / mib);
+    if (!global_shuffle || need <= HFEED__CACHE_AUTO_BASE_MB || all_bytes > limit_bytes)
+        return HFEED__CACHE_AUTO_BASE_MB;
+    return need;
+}
+
+double hfeed__chunkcache_auto_limit(void)
+{
+    static const char *const local_ranks[] = {"LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
+                                              "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"};
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0.0; /* unknown: "auto" stays at its base */
+    unsigned long ranks = 1;
+    for (size_t i = 0; i < sizeof local_ranks / sizeof local_ranks[0]; i++) {
+        const char *v = getenv(local_ranks[i]);
+        /* SLURM may say "4(x2)": the leading number is this node's. */
+        const unsigned long n = v != NULL ? strtoul(v, NULL, 10) : 0;
+        if (n > 0) {
+            ranks = n;
+            break;
+        }
+    }
+    return (double)pages * (double)page / 8.0 / (double)ranks;
 }
 
 void hfeed__chunkcache_destroy(struct hfeed__chunkcache *c)

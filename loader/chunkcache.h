@@ -63,6 +63,19 @@ void hfeed__chunkcache_split(size_t budget, size_t n, const uint64_t *chunks,
  * rounding overshot the budget; models may ignore that). */
 uint64_t hfeed__chunkcache_entries(size_t budget, double total, uint64_t chunks);
 
+/* What "cache_mb": "auto" (the default) means, in MiB: HFEED__CACHE_AUTO_BASE_MB, raised for
+ * global shuffle to hold every decoded chunk (all_bytes, every field) when that fits within
+ * limit_bytes. Global shuffle draws each batch from everywhere, so a cache that holds part of
+ * the chunks decodes most of them again for every sample (LRU keeps nearly nothing when a
+ * batch touches more chunks than it holds): raising it only pays when all of them fit. Pure. */
+#define HFEED__CACHE_AUTO_BASE_MB 256u
+uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double limit_bytes);
+
+/* The most "auto" may take: an eighth of the machine's physical memory, divided among the
+ * ranks the launcher says share it (LOCAL_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_SIZE,
+ * SLURM_NTASKS_PER_NODE, MPI_LOCALNRANKS; one rank when none is set). */
+double hfeed__chunkcache_auto_limit(void);
+
 size_t hfeed__chunkcache_memory(const struct hfeed__chunkcache *c);
 void hfeed__chunkcache_get_stats(struct hfeed__chunkcache *c, struct hfeed__chunkcache_stats *out);
 

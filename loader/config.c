@@ -239,6 +239,20 @@ static hfeed_status get_uint(const cJSON *obj, const char *where, const char *ke
     return CFG_FAIL(err, "%s: expected an integer >= %llu, got %s", PATH(where, key), lo, GOT(v));
 }
 
+/* "cache_mb": an integer number of MiB, or "auto" (the default). */
+static hfeed_status get_cache_mb(const cJSON *root, struct hfeed__config *c,
+                                 struct hfeed__err *err)
+{
+    const uint64_t max = 1u << 20;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "cache_mb");
+    if (v == NULL) return HFEED_OK;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0) return HFEED_OK;
+    c->cache_auto = false;
+    if (as_uint(v, 0, max, &c->cache_mb)) return HFEED_OK;
+    return CFG_FAIL(err, "cache_mb: expected \"auto\" or an integer from 0 to %llu, got %s",
+                    (unsigned long long)max, GOT(v));
+}
+
 /* Reads the top-level key as true/false into *out; an absent key keeps *out. */
 static hfeed_status get_bool(const cJSON *obj, const char *key, bool *out, struct hfeed__err *err)
 {
@@ -486,7 +500,7 @@ static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
     HFEED__CHECK(get_uint(root, NULL, "prefetch", 1, 1024, &prefetch, err));
     HFEED__CHECK(get_enum(root, NULL, "shard_remainder", remainder_choices, &pad, err));
     HFEED__CHECK(get_enum(root, NULL, "read_path", read_path_choices, &direct, err));
-    HFEED__CHECK(get_uint(root, NULL, "cache_mb", 0, 1u << 20, &c->cache_mb, err));
+    HFEED__CHECK(get_cache_mb(root, c, err));
     c->direct = direct != 0;
     c->shuffle = (enum hfeed__shuffle)shuffle;
     c->shuffle_window = (unsigned)window;
@@ -687,6 +701,7 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
                                     .shard_pad = true,
                                     .direct = true,
                                     .cache_mb = 256,
+                                    .cache_auto = true,
                                     .pinned = true,
                                     .output.chunk_rows = HFEED__OUTPUT_AUTO_CHUNK};
         st = parse_root(root, &cx, c);

@@ -77,6 +77,8 @@ struct hfeed__config {
     bool direct;         /* "read_path": "auto" (default) reads without HDF5 where it can;
                           * "hdf5" reads everything through H5Dread */
     uint64_t cache_mb;   /* decoded-chunk cache budget in MiB, >= 0; default 256 */
+    bool cache_auto;     /* "cache_mb": "auto" (the default): the loader may raise cache_mb at
+                          * open (hfeed__chunkcache_auto_mb()) */
     struct hfeed__output_config output;
 };
 

@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "catalog.h"
+#include "chunkcache.h"
 #include "costmodel.h"
 #include "inspect.h"
 
@@ -144,7 +145,8 @@ static hfeed_status field_warnings(hfeed_report *r, size_t k, const struct hfeed
 {
     const struct hfeed__config *cfg = r->cfg;
     const char *name = cfg->fields[k].name;
-    const uint64_t cache_bytes = cfg->cache_mb * MIB;
+    const uint64_t cache_mb = r->info.cache_mb; /* "auto" settled */
+    const uint64_t cache_bytes = cache_mb * MIB;
     for (size_t j = 0; j < r->ncfg; j++) {
         const struct hfeed__cost_source *s = &src[k * r->ncfg + j];
         const struct hfeed__dset_entry *e = &r->src[k * r->ncfg + j];
@@ -154,7 +156,7 @@ static hfeed_status field_warnings(hfeed_report *r, size_t k, const struct hfeed
             "field \"%s\": a chunk of dataset \"%s\" in file \"%s\" decodes to %" PRIu64
             " bytes, more than cache_mb (%" PRIu64 " MiB): the cache holds no chunk, so every "
             "run of rows decodes its chunk again; set cache_mb to at least %" PRIu64,
-            name, e->path, r->files[e->file], hfeed__cost_group_bytes(s), cfg->cache_mb,
+            name, e->path, r->files[e->file], hfeed__cost_group_bytes(s), cache_mb,
             (hfeed__cost_group_bytes(s) + MIB - 1) / MIB));
         break;
     }
@@ -221,7 +223,7 @@ hfeed_status hfeed__inspect_fields_finish(hfeed_report *r, struct hfeed__err *er
     }
     uint64_t total = 0;
     const uint64_t samples = rank_samples(r, &total);
-    const struct hfeed__cost_params p = {.total = total,
+    struct hfeed__cost_params p = {.total = total,
                                          .samples = samples,
                                          .batch_size = cfg->batch_size,
                                          .window = cfg->shuffle_window,
@@ -230,6 +232,14 @@ hfeed_status hfeed__inspect_fields_finish(hfeed_report *r, struct hfeed__err *er
                                          .nfiles = r->ncfg,
                                          .src = src};
     struct hfeed__cost_cache cache;
+    if (cfg->cache_auto) {
+        /* Settle "auto" as the loader does (loader.c), from what every chunk decodes to. */
+        hfeed__cost_model(&p, cost, &cache);
+        p.cache_bytes = MIB * hfeed__chunkcache_auto_mb(cfg->shuffle == HFEED__SHUFFLE_GLOBAL,
+                                                        cache.bytes_all,
+                                                        hfeed__chunkcache_auto_limit());
+    }
+    r->info.cache_mb = p.cache_bytes / MIB;
     hfeed__cost_model(&p, cost, &cache);
     for (size_t k = 0; k < cfg->nfields; k++)
         fill_field(r, k, src, cost, samples, total);
@@ -239,7 +249,6 @@ hfeed_status hfeed__inspect_fields_finish(hfeed_report *r, struct hfeed__err *er
     r->info.shuffle = (hfeed_shuffle_mode)cfg->shuffle;
     r->info.batch_size = cfg->batch_size;
     r->info.shuffle_window = cfg->shuffle_window;
-    r->info.cache_mb = cfg->cache_mb;
     r->info.world_size = cfg->world_size;
     r->info.direct = cfg->direct;
     r->info.cache_entries = cache.entries;

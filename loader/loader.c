@@ -22,6 +22,7 @@
 #include "alloc.h"
 #include "batch.h"
 #include "catalog.h"
+#include "chunkcache.h"
 #include "config.h"
 #include "device.h"
 #include "error.h"
@@ -302,22 +303,32 @@ static void stop_stages(struct hfeed_loader *l)
     hfeed__upload_stop(l->upload);
 }
 
-/* Global shuffle draws every sample from anywhere, so a compressed chunk that leaves the cache
- * is decoded again for each later sample of it: say so at open when the cache cannot hold every
- * chunk (the user otherwise sees only a slow run; h5feed inspect says how slow). */
-static void warn_small_cache(const struct hfeed_loader *l, const struct hfeed__logger *log)
+/* Settles cache_mb once the chunks are known: "auto" may raise it (chunkcache.h), and says so.
+ * Global shuffle draws every sample from anywhere, so a compressed chunk that leaves the cache
+ * is decoded again for each later sample of it: when the cache cannot hold every chunk, a
+ * warning says so (the user would otherwise see only a slow run; h5feed inspect says how slow). */
+static void plan_cache(struct hfeed_loader *l, const struct hfeed__logger *log)
 {
-    uint64_t cached = 0, all = 0;
-    hfeed__reader_cache_cover(l->reader, &cached, &all);
-    if (l->cfg->shuffle != HFEED__SHUFFLE_GLOBAL || cached >= all) return;
+    struct hfeed__config *cfg = l->cfg;
+    const uint64_t all = hfeed__catalog_chunk_bytes(l->cat);
+    const bool global = cfg->shuffle == HFEED__SHUFFLE_GLOBAL;
+    const unsigned long long all_mb = (unsigned long long)((all + (1u << 20) - 1) >> 20);
+    if (cfg->cache_auto) {
+        cfg->cache_mb = hfeed__chunkcache_auto_mb(global, (double)all,
+                                                  hfeed__chunkcache_auto_limit());
+        if (cfg->cache_mb > HFEED__CACHE_AUTO_BASE_MB)
+            hfeed__log(log, HFEED_LOG_INFO,
+                       "cache_mb \"auto\": %llu MiB, every compressed chunk, for global shuffle",
+                       (unsigned long long)cfg->cache_mb);
+    }
+    if (!global || all <= cfg->cache_mb << 20) return;
     hfeed__log(log, HFEED_LOG_WARN,
                "cache_mb %llu holds %.0f%% of the %llu MiB the compressed chunks decode to: "
                "global shuffle will decode most chunks many times per epoch (h5feed inspect "
                "--config estimates how many); cache_mb %llu holds them all, and \"shuffle\": "
                "\"chunk\" decodes each about once",
-               (unsigned long long)l->cfg->cache_mb, 100.0 * (double)cached / (double)all,
-               (unsigned long long)((all + (1u << 20) - 1) >> 20),
-               (unsigned long long)((all + (1u << 20) - 1) >> 20));
+               (unsigned long long)cfg->cache_mb,
+               100.0 * (double)(cfg->cache_mb << 20) / (double)all, all_mb, all_mb);
 }
 
 /* Builds a loader from a parsed config (which it takes over, also on failure). */
@@ -340,11 +351,12 @@ hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct h
         l->info.batches_per_epoch = hfeed__sampler_batches_per_epoch(l->sampler);
         st = make_ring(l, err);
     }
-    if (st == HFEED_OK)
+    if (st == HFEED_OK) {
+        plan_cache(l, log);
         st = hfeed__reader_create(l->cat, l->ring, cfg->workers, (size_t)cfg->batch_size,
                                   (size_t)(cfg->cache_mb << 20), &l->reader, err);
+    }
     if (st == HFEED_OK) {
-        warn_small_cache(l, log);
         fill_info(l);
         st = start_stages(l, err);
     }

@@ -456,16 +456,6 @@ size_t hfeed__reader_memory(const struct hfeed__reader *r)
     return r->memory;
 }
 
-void hfeed__reader_cache_cover(const struct hfeed__reader *r, uint64_t *cached, uint64_t *all)
-{
-    *cached = *all = 0;
-    for (size_t k = 0; r->caches != NULL && k < r->cat->nfields; k++) {
-        const struct hfeed__field *f = &r->cat->fields[k];
-        *all += f->filtered_chunks * f->max_chunk_bytes;
-        if (r->caches[k] != NULL) *cached += hfeed__chunkcache_memory(r->caches[k]);
-    }
-}
-
 void hfeed__reader_destroy(struct hfeed__reader *r)
 {
     if (r == NULL) return;

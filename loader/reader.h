@@ -57,10 +57,6 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
 /* Bytes allocated for scratch buffers. */
 size_t hfeed__reader_memory(const struct hfeed__reader *r);
 
-/* Bytes the field caches hold (*cached) against the bytes every compressed chunk read by the
- * direct path decodes to (*all); both 0 when nothing is decoded. */
-void hfeed__reader_cache_cover(const struct hfeed__reader *r, uint64_t *cached, uint64_t *all);
-
 /* Stops (if running) and frees; NULL and half-built readers are fine. */
 void hfeed__reader_destroy(struct hfeed__reader *r);
 

@@ -316,6 +316,36 @@ with loader(fields=[{"name": "x", "dataset": "/x", "normalize": "standard"},
     c.check(ld.field_stats(1) is None, "a field without normalize has no statistics")
     expect_error(lambda: ld.field_stats(2), 1, "no field 2")
 
+# ---- "cache_mb": "auto" (the default) holds every compressed chunk for global shuffle -------
+
+# 75 chunks of 4 MiB: 300 MiB decoded, more than the 256 MiB a cache starts from (zeros, so the
+# file is small and decoding cheap).
+big = os.path.join(tmp, "big.h5")
+with h5py.File(big, "w") as f:
+    f.create_dataset("x", data=np.zeros((75 * 64, 8192)), chunks=(64, 8192), compression="gzip",
+                     compression_opts=1)
+phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGESIZE")
+if phys / 8 >= 300 * 2**20:
+    for cache_mb, want_decodes, want_line in ((None, 75, 'cache_mb "auto": 300 MiB'),
+                                              (256, None, "cache_mb 256 holds 85% of the 300")):
+        lines = Lines()
+        logging.getLogger("h5feed").addHandler(lines)
+        extra = {} if cache_mb is None else {"cache_mb": cache_mb}
+        with loader(files=["big.h5"], fields=[{"name": "x", "dataset": "/x"}], batch_size=64,
+                    epochs=1, **extra) as ld:
+            rows = sum(len(b) for b in ld)
+            decodes = ld.stats().chunk_decodes
+        logging.getLogger("h5feed").removeHandler(lines)
+        what = f"global shuffle, 300 MiB of chunks, cache_mb {cache_mb or 'auto'}"
+        c.check(rows == 75 * 64, f"{what}: {rows} rows")
+        c.check(any(want_line in line for line in lines.lines), f"{what}: log {lines.lines}")
+        if want_decodes is not None:
+            c.check(decodes == want_decodes, f"{what}: {decodes} chunk decodes, want 75")
+        else:
+            c.check(decodes > 75, f"{what}: {decodes} chunk decodes, more than 75")
+else:
+    print("SKIP: cache_mb auto checks (an eighth of this machine's memory is under 300 MiB)")
+
 # ---- CUDA, where torch sees a GPU and the library has the backend ----------------------------
 
 def check_cuda(stream):

@@ -399,6 +399,29 @@ static const char *fmt2(const char *a, const char *b)
     return out;
 }
 
+Test(config, cache_mb_is_auto_by_default_or_a_number_of_mib)
+{
+    struct hfeed__config *c = must_parse(with(""));
+    cr_assert(c->cache_auto, "cache_mb defaults to \"auto\"");
+    cr_assert_eq(c->cache_mb, 256, "\"auto\" starts from 256 MiB");
+    hfeed__config_destroy(c);
+    c = must_parse(with("'cache_mb': 'auto'"));
+    cr_assert(c->cache_auto);
+    hfeed__config_destroy(c);
+    c = must_parse(with("'cache_mb': 0"));
+    cr_assert(!c->cache_auto && c->cache_mb == 0, "an explicit number is kept as given");
+    hfeed__config_destroy(c);
+    c = must_parse(with("'cache_mb': 1048576"));
+    cr_assert(!c->cache_auto && c->cache_mb == 1048576);
+    hfeed__config_destroy(c);
+    const char *range = "cache_mb: expected \"auto\" or an integer from 0 to 1048576";
+    must_fail(with("'cache_mb': 'AUTO'"), fmt2(range, ", got \"AUTO\""));
+    must_fail(with("'cache_mb': -1"), fmt2(range, ", got -1"));
+    must_fail(with("'cache_mb': 1048577"), fmt2(range, ", got 1048577"));
+    must_fail(with("'cache_mb': 1.5"), fmt2(range, ", got 1.5"));
+    must_fail(with("'cache_mb': null"), fmt2(range, ", got null"));
+}
+
 Test(config, batch_size_refuses_non_integers_and_out_of_range)
 {
     const char *range = "batch_size: expected an integer from 1 to 16777216";

@@ -195,6 +195,39 @@ Test(costmodel, small_chunks_take_small_entries)
                            out[k * HFEED_SHUFFLE_MODES + HFEED_SHUFFLE_GLOBAL].chunk_decodes);
 }
 
+Test(chunkcache, auto_holds_every_chunk_for_global_shuffle_when_all_fit)
+{
+    const double mib = 1048576.0, gib = 1024 * mib;
+    /* Only global shuffle gains from holding every chunk; none and chunk keep the base. */
+    cr_expect_eq(hfeed__chunkcache_auto_mb(false, 1025 * mib, 8 * gib), 256);
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 1025 * mib, 8 * gib), 1025);
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 1024 * mib + 1, 8 * gib), 1025, "rounded up");
+    /* Never below the base, never over the limit: a partial cache would thrash anyway. */
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 100 * mib, 8 * gib), 256);
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 0.0, 8 * gib), 256);
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 9 * gib, 8 * gib), 256);
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 8 * gib, 8 * gib), 8192);
+}
+
+Test(chunkcache, auto_limit_is_an_eighth_of_memory_per_local_rank)
+{
+    const char *vars[] = {"LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
+                          "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < 4; i++)
+        unsetenv(vars[i]);
+    const double one = hfeed__chunkcache_auto_limit();
+    const double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    cr_expect_float_eq(one, phys / 8.0, 1.0, "%f of %f bytes", one, phys);
+    for (size_t i = 0; i < 4; i++) {
+        setenv(vars[i], i == 2 ? "4(x2)" : "4", 1);
+        cr_expect_float_eq(hfeed__chunkcache_auto_limit(), one / 4.0, 1.0, "%s", vars[i]);
+        unsetenv(vars[i]);
+    }
+    setenv("LOCAL_WORLD_SIZE", "zero", 1); /* not a number: one rank */
+    cr_expect_float_eq(hfeed__chunkcache_auto_limit(), one, 1.0);
+    unsetenv("LOCAL_WORLD_SIZE");
+}
+
 Test(chunkcache, split_gives_every_field_the_same_share_of_its_chunks)
 {
     const uint64_t chunks[] = {64, 64, 0, 10};
