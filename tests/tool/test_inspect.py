@@ -442,7 +442,7 @@ def check_model_two_filtered(c, report, run, tmp):
                          compression="gzip", compression_opts=1)
     cases = [  # shuffle, cache_mb, workers, exact
         ("global", 9, 2, True),    # 8 MiB + 32 KiB: every chunk of both fields fits
-        ("chunk", 1, 2, True),     # 7 entries each; a window needs 4
+        ("chunk", 2, 2, True),     # 15 entries each: two workers hold two windows of 4
         ("global", 4, 1, False),   # half of each field's chunks
     ]
     for i, (shuffle, cache_mb, workers, exact) in enumerate(cases):
