@@ -98,6 +98,13 @@ struct hfeed__device_ops {
 void *hfeed__device_plain_alloc(struct hfeed__device *d, size_t size, bool pinned);
 void hfeed__device_plain_free(struct hfeed__device *d, void *p, bool pinned);
 
+/* fence/after_fence of backends whose consumer has no device streams (host, fake): when host
+ * code releases a batch it is done with it, so there is nothing to record or wait for. */
+hfeed_status hfeed__device_no_fence(struct hfeed__device *d, unsigned event, void *stream,
+                                    struct hfeed__err *err);
+hfeed_status hfeed__device_no_after_fence(struct hfeed__device *d, unsigned event,
+                                          struct hfeed__err *err);
+
 extern const struct hfeed__device_ops hfeed__device_host;
 extern const struct hfeed__device_ops hfeed__device_cuda; /* device_cuda.c or device_nocuda.c */
 extern const struct hfeed__device_ops hfeed__device_fake;

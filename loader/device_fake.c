@@ -220,27 +220,6 @@ static void fake_drain(struct hfeed__device *d)
     pthread_mutex_unlock(&d->mu);
 }
 
-/* The fake device has no user streams: a consumer's host code is done with a batch when it
- * releases it, so there is nothing to wait for. */
-static hfeed_status fake_fence(struct hfeed__device *d, unsigned event, void *stream,
-                               struct hfeed__err *err)
-{
-    (void)d;
-    (void)event;
-    (void)stream;
-    (void)err;
-    return HFEED_OK;
-}
-
-static hfeed_status fake_after_fence(struct hfeed__device *d, unsigned event,
-                                     struct hfeed__err *err)
-{
-    (void)d;
-    (void)event;
-    (void)err;
-    return HFEED_OK;
-}
-
 static int fake_index(const struct hfeed__device *d)
 {
     (void)d;
@@ -262,7 +241,7 @@ const struct hfeed__device_ops hfeed__device_fake = {
     .mark = fake_mark,
     .wait = fake_wait,
     .drain = fake_drain,
-    .fence = fake_fence,
-    .after_fence = fake_after_fence,
+    .fence = hfeed__device_no_fence,
+    .after_fence = hfeed__device_no_after_fence,
     .index = fake_index,
 };

@@ -91,8 +91,8 @@ static void host_drain(struct hfeed__device *d)
     (void)d;
 }
 
-static hfeed_status host_fence(struct hfeed__device *d, unsigned event, void *stream,
-                               struct hfeed__err *err)
+hfeed_status hfeed__device_no_fence(struct hfeed__device *d, unsigned event, void *stream,
+                                    struct hfeed__err *err)
 {
     (void)d;
     (void)event;
@@ -101,10 +101,10 @@ static hfeed_status host_fence(struct hfeed__device *d, unsigned event, void *st
     return HFEED_OK;
 }
 
-static hfeed_status host_after_fence(struct hfeed__device *d, unsigned event,
-                                     struct hfeed__err *err)
+hfeed_status hfeed__device_no_after_fence(struct hfeed__device *d, unsigned event,
+                                          struct hfeed__err *err)
 {
-    return host_fence(d, event, NULL, err);
+    return hfeed__device_no_fence(d, event, NULL, err);
 }
 
 static int host_index(const struct hfeed__device *d)
@@ -128,7 +128,7 @@ const struct hfeed__device_ops hfeed__device_host = {
     .mark = host_mark,
     .wait = host_wait,
     .drain = host_drain,
-    .fence = host_fence,
-    .after_fence = host_after_fence,
+    .fence = hfeed__device_no_fence,
+    .after_fence = hfeed__device_no_after_fence,
     .index = host_index,
 };

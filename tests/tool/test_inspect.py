@@ -361,6 +361,16 @@ def check_twice(c, report, run, tmp, other):
                 f"listed twice: one length-mismatch warning: {r['warnings']}")
 
 
+def model_and_loader(c, report, run, cfg, label):
+    """inspect's report for cfg and the chunk decodes h5feed bench measures with it, or None
+    (the failure already checked)."""
+    r = report("--config", cfg)
+    rc, out, err = run("bench", cfg, "--json", "--no-digest")
+    if r is None or not c.check(rc == 0, f"bench {label}: exit {rc}\n{err}"):
+        return None
+    return r, json.loads(out)["chunk_decodes"]
+
+
 def check_model(c, report, run, tmp):
     """The model against the loader: predicted vs measured chunk decodes per epoch."""
     path = os.path.join(tmp, "gz.h5")
@@ -386,11 +396,10 @@ def check_model(c, report, run, tmp):
                            batch_size=32, shuffle=shuffle, cache_mb=cache_mb,
                            shuffle_window=window, workers=workers, seed=7)
         label = f"{shuffle} cache_mb={cache_mb} window={window} workers={workers}"
-        r = report("--config", cfg)
-        rc, out, err = run("bench", cfg, "--json", "--no-digest")
-        if r is None or not c.check(rc == 0, f"bench {label}: exit {rc}\n{err}"):
+        got = model_and_loader(c, report, run, cfg, label)
+        if got is None:
             continue
-        measured = json.loads(out)["chunk_decodes"]
+        r, measured = got
         x = r["fields"][0]
         predicted = x["shuffle"][shuffle]["chunk_decodes"]
         c.check(x["read_path"] == "direct+decode" and x["chunks"] == nchunks and
@@ -450,11 +459,10 @@ def check_model_two_filtered(c, report, run, tmp):
                            batch_size=32, shuffle=shuffle, cache_mb=cache_mb,
                            shuffle_window=4, workers=workers, seed=7)
         label = f"x and y compressed, {shuffle} cache_mb={cache_mb} workers={workers}"
-        r = report("--config", cfg)
-        rc, out, err = run("bench", cfg, "--json", "--no-digest")
-        if r is None or not c.check(rc == 0, f"bench {label}: exit {rc}\n{err}"):
+        got = model_and_loader(c, report, run, cfg, label)
+        if got is None:
             continue
-        measured = json.loads(out)["chunk_decodes"]
+        r, measured = got
         predicted = sum(x["shuffle"][shuffle]["chunk_decodes"] for x in r["fields"])
         c.check(all(x["read_path"] == "direct+decode" for x in r["fields"]),
                 f"{label}: both fields decoded by the direct path")
