@@ -1,5 +1,8 @@
 /* config: a JSON config text -> a validated struct hfeed__config (see config.h; the keys, types
- * and defaults are documented in configs/README.md).
+ * and defaults are documented in configs/README.md). This file holds the schema: which keys
+ * exist in which object, their ranges, defaults and meaning, the paths they name and the shard
+ * "env" lookup. Reading one typed value from the cJSON tree, with its message, is config_json.c's
+ * (config_json.h); reading a config file is config_file.c's.
  *
  * DESIGN. cJSON parses the whole text into a tree first; this file then walks the tree once and
  * copies what it keeps into our structs. Each object's keys are checked against a fixed list
@@ -19,9 +22,8 @@
  * serialises our calls into the parser (it is a leaf lock, held for the parse alone). Like the
  * HDF5 lock, it guards a third-party global that we cannot make per-handle.
  *
- * Numbers. JSON numbers reach us as doubles. Integer keys accept only integral values below
- * 2^53, where every integer is exact in a double, so no accepted value was silently rounded:
- * 2.5, 1e300 and "3" are refused; 1e3 and 64.0 are the integers 1000 and 64. */
+ * Numbers. Integer keys accept only integral values below 2^53, exact in a double: see "Numbers"
+ * in config_json.c. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -30,7 +32,6 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +39,8 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "config_json.h"
 
-/* The largest integer accepted anywhere: 2^53 - 1, see "Numbers" above. */
-#define MAX_EXACT ((uint64_t)9007199254740991u)
-/* hfeed__config_load() refuses bigger files: a config is a few hundred bytes. */
 struct ctx {
     const char *base_dir; /* as the caller gave it: NULL, relative or absolute */
     char *abs_base;       /* base_dir made absolute; computed at the first relative path */
@@ -49,42 +48,38 @@ struct ctx {
     struct hfeed__err *err;
 };
 
-/* A string a string-enum key accepts and the value it stands for. Lists end with {NULL, 0}. */
 static pthread_mutex_t cjson_lock = PTHREAD_MUTEX_INITIALIZER; /* see "Globals" above */
 
-struct choice {
-    const char *name;
-    int value;
-};
-
-static const struct choice shuffle_choices[] = {{"none", HFEED__SHUFFLE_NONE},
-                                                {"global", HFEED__SHUFFLE_GLOBAL},
-                                                {"chunk", HFEED__SHUFFLE_CHUNK},
-                                                {NULL, 0}};
+static const struct hfeed__config_choice shuffle_choices[] = {{"none", HFEED__SHUFFLE_NONE},
+                                                              {"global", HFEED__SHUFFLE_GLOBAL},
+                                                              {"chunk", HFEED__SHUFFLE_CHUNK},
+                                                              {NULL, 0}};
 /* "native" maps to HFEED_DTYPE_INVALID, which struct hfeed__field_config uses for it. */
-static const struct choice dtype_choices[] = {
+static const struct hfeed__config_choice dtype_choices[] = {
     {"float32", HFEED_DTYPE_FLOAT32}, {"float64", HFEED_DTYPE_FLOAT64},
     {"int32", HFEED_DTYPE_INT32},     {"int64", HFEED_DTYPE_INT64},
     {"native", HFEED_DTYPE_INVALID},  {NULL, 0}};
-static const struct choice remainder_choices[] = {{"pad", 1}, {"drop", 0}, {NULL, 0}};
-static const struct choice read_path_choices[] = {{"auto", 1}, {"hdf5", 0}, {NULL, 0}};
-static const struct choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
-                                               {"cpu", HFEED__DEVICE_CPU},
-                                               {"cuda", HFEED__DEVICE_CUDA},
-                                               {"fake", HFEED__DEVICE_FAKE},
-                                               {NULL, 0}};
+static const struct hfeed__config_choice remainder_choices[] = {{"pad", 1}, {"drop", 0}, {NULL, 0}};
+static const struct hfeed__config_choice read_path_choices[] = {
+    {"auto", 1}, {"hdf5", 0}, {NULL, 0}};
+static const struct hfeed__config_choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
+                                                             {"cpu", HFEED__DEVICE_CPU},
+                                                             {"cuda", HFEED__DEVICE_CUDA},
+                                                             {"fake", HFEED__DEVICE_FAKE},
+                                                             {NULL, 0}};
 
-static const char *const top_keys[] = {"files",           "fields",   "batch_size",     "drop_last",
-                                       "shuffle",         "seed",     "shuffle_window", "epochs",
-                                       "workers",         "prefetch", "device",         "shard",
-                                       "shard_remainder", "read_path", "cache_mb", "output",
-                                       "pinned",          NULL};
-static const char *const field_keys[] = {"name",      "dataset", "dtype", "normalize",
-                                         "scale",     "offset",  NULL};
-static const char *const output_keys[] = {"path",    "chunk_rows", "compression",
-                                          "gzip_level", "shuffle", NULL};
-static const struct choice normalize_choices[] = {{"none", 0}, {"standard", 1}, {NULL, 0}};
-static const struct choice compression_choices[] = {{"none", 0}, {"gzip", 1}, {NULL, 0}};
+static const char *const top_keys[] = {
+    "files",           "fields",    "batch_size", "drop_last", "shuffle", "seed",
+    "shuffle_window",  "epochs",    "workers",    "prefetch",  "device",  "shard",
+    "shard_remainder", "read_path", "cache_mb",   "output",    "pinned",  NULL};
+static const char *const field_keys[] = {"name",  "dataset", "dtype", "normalize",
+                                         "scale", "offset",  NULL};
+static const char *const output_keys[] = {"path",       "chunk_rows", "compression",
+                                          "gzip_level", "shuffle",    NULL};
+static const struct hfeed__config_choice normalize_choices[] = {
+    {"none", 0}, {"standard", 1}, {NULL, 0}};
+static const struct hfeed__config_choice compression_choices[] = {
+    {"none", 0}, {"gzip", 1}, {NULL, 0}};
 static const char *const shard_keys[] = {"rank", "world_size", NULL};
 
 /* Launchers' (rank, world size) variables for shard "env", in the order they are tried:
@@ -94,216 +89,6 @@ static const char *const env_pairs[][2] = {
     {"SLURM_PROCID", "SLURM_NTASKS"},
     {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
 };
-
-/* ---- Message helpers ------------------------------------------------------------------------ */
-
-static hfeed_status nomem(struct hfeed__err *err)
-{
-    return HFEED__FAIL(err, HFEED_E_NOMEM, "config: out of memory");
-}
-
-/* Writes s in double quotes into buf (len >= 16): at most 40 bytes of it, "..." when cut (never
- * inside a UTF-8 sequence), quotes and backslashes escaped, control bytes as \xNN, so that a
- * message stays one short line. */
-static const char *quote(const char *s, char *buf, size_t len)
-{
-    size_t o = 0;
-    size_t i = 0;
-    buf[o++] = '"';
-    for (; s[i] != '\0' && i < 40 && o + 8 < len; i++) {
-        const unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20) {
-            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
-            continue;
-        }
-        if (ch == '"' || ch == '\\') buf[o++] = '\\';
-        buf[o++] = (char)ch;
-    }
-    if (s[i] != '\0') {
-        if (((unsigned char)s[i] & 0xC0) == 0x80) { /* the cut splits a character: drop it */
-            while (o > 1 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80)
-                o--;
-            if (o > 1 && (unsigned char)buf[o - 1] >= 0xC0) o--;
-        }
-        o += (size_t)snprintf(buf + o, len - o, "...");
-    }
-    snprintf(buf + o, len - o, "\"");
-    return buf;
-}
-
-/* Describes a JSON value for the "got ..." part of a message. */
-static const char *describe(const cJSON *v, char *buf, size_t len)
-{
-    const double d = v->valuedouble;
-    if (cJSON_IsString(v)) return quote(v->valuestring, buf, len);
-    if (cJSON_IsNumber(v) && d > -1e18 && d < 1e18 && d == (double)(long long)d)
-        snprintf(buf, len, "%lld", (long long)d);
-    else if (cJSON_IsNumber(v))
-        snprintf(buf, len, "%.15g", d);
-    else if (cJSON_IsBool(v))
-        snprintf(buf, len, "%s", cJSON_IsTrue(v) ? "true" : "false");
-    else if (cJSON_IsNull(v))
-        snprintf(buf, len, "null");
-    else if (cJSON_IsArray(v))
-        snprintf(buf, len, "%s", v->child == NULL ? "an empty array" : "an array");
-    else
-        snprintf(buf, len, "an object");
-    return buf;
-}
-
-/* Writes "where.key" (or "key" when where is NULL, the top level) into buf. */
-static const char *key_path(char *buf, size_t len, const char *where, const char *key)
-{
-    snprintf(buf, len, "%s%s%s", where ? where : "", where ? "." : "", key);
-    return buf;
-}
-
-/* Message arguments formatted into a compound literal, which lives until the end of the
- * enclosing block (C11 6.5.2.5), so `HFEED__FAIL(..., GOT(v))` needs no buffer of its own. */
-#define GOT(v) describe((v), (char[64]){""}, 64)
-#define QUOTE(s) quote((s), (char[64]){""}, 64)
-#define PATH(where, key) key_path((char[96]){""}, 96, (where), (key))
-/* Records an HFEED_E_CONFIG message; in debug builds it ends with this file's line. */
-#define CFG_FAIL(err, ...) HFEED__FAIL((err), HFEED_E_CONFIG, __VA_ARGS__)
-
-/* ---- Generic key readers -------------------------------------------------------------------- */
-
-/* Fails on the first key of obj that is not in allowed (NULL-terminated) or that repeats. where
- * is the object's key path, NULL for the top level. */
-static hfeed_status check_keys(const cJSON *obj, const char *const *allowed, const char *where,
-                               struct hfeed__err *err)
-{
-    unsigned long seen = 0; /* bit i: allowed[i] was met */
-    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
-        size_t i = 0;
-        while (allowed[i] != NULL && strcmp(allowed[i], c->string) != 0)
-            i++;
-        if (allowed[i] != NULL && (seen & (1ul << i)) == 0) {
-            seen |= 1ul << i;
-            continue;
-        }
-        const char *what = allowed[i] != NULL ? "duplicate" : "unknown";
-        if (where == NULL) return CFG_FAIL(err, "%s key %s (top level)", what, QUOTE(c->string));
-        return CFG_FAIL(err, "%s: %s key %s", where, what, QUOTE(c->string));
-    }
-    return HFEED_OK;
-}
-
-/* Points *out at obj's member key, failing when it is absent. */
-static hfeed_status require(const cJSON *obj, const char *where, const char *key, const cJSON **out,
-                            struct hfeed__err *err)
-{
-    *out = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (*out != NULL) return HFEED_OK;
-    return CFG_FAIL(err, "%s: required key missing", PATH(where, key));
-}
-
-/* Points *out at obj's member key, which must be a non-empty string. */
-static hfeed_status require_string(const cJSON *obj, const char *where, const char *key,
-                                   const char **out, struct hfeed__err *err)
-{
-    const cJSON *v = NULL;
-    HFEED__CHECK(require(obj, where, key, &v, err));
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0')
-        return CFG_FAIL(err, "%s: expected a non-empty string, got %s", PATH(where, key), GOT(v));
-    *out = v->valuestring;
-    return HFEED_OK;
-}
-
-/* Whether v is an integral number in [min, max] (max <= MAX_EXACT); stores it in *out. */
-static bool as_uint(const cJSON *v, uint64_t min, uint64_t max, uint64_t *out)
-{
-    if (!cJSON_IsNumber(v)) return false;
-    const double d = v->valuedouble;
-    if (!(d >= (double)min && d <= (double)max)) return false; /* false for NaN too */
-    const uint64_t u = (uint64_t)d;
-    if ((double)u != d) return false;
-    *out = u;
-    return true;
-}
-
-/* Reads obj's member key as an integer in [min, max] into *out; absent keys keep *out. A max
- * of MAX_EXACT means "no limit of its own" and is not spelled out unless exceeded. */
-static hfeed_status get_uint(const cJSON *obj, const char *where, const char *key, uint64_t min,
-                             uint64_t max, uint64_t *out, struct hfeed__err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    const unsigned long long lo = min;
-    if (v == NULL || as_uint(v, min, max, out)) return HFEED_OK;
-    if (max != MAX_EXACT)
-        return CFG_FAIL(err, "%s: expected an integer from %llu to %llu, got %s", PATH(where, key),
-                        lo, (unsigned long long)max, GOT(v));
-    if (cJSON_IsNumber(v) && v->valuedouble > (double)max)
-        return CFG_FAIL(err, "%s: expected an integer >= %llu and below 2^53, got %s",
-                        PATH(where, key), lo, GOT(v));
-    return CFG_FAIL(err, "%s: expected an integer >= %llu, got %s", PATH(where, key), lo, GOT(v));
-}
-
-/* "cache_mb": an integer number of MiB, or "auto" (the default). */
-static hfeed_status get_cache_mb(const cJSON *root, struct hfeed__config *c,
-                                 struct hfeed__err *err)
-{
-    const uint64_t max = 1u << 20;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "cache_mb");
-    if (v == NULL) return HFEED_OK;
-    if (cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0) return HFEED_OK;
-    c->cache_auto = false;
-    if (as_uint(v, 0, max, &c->cache_mb)) return HFEED_OK;
-    return CFG_FAIL(err, "cache_mb: expected \"auto\" or an integer from 0 to %llu, got %s",
-                    (unsigned long long)max, GOT(v));
-}
-
-/* Reads the top-level key as true/false into *out; an absent key keeps *out. */
-static hfeed_status get_bool(const cJSON *obj, const char *key, bool *out, struct hfeed__err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (v == NULL) return HFEED_OK;
-    if (!cJSON_IsBool(v)) return CFG_FAIL(err, "%s: expected true or false, got %s", key, GOT(v));
-    *out = cJSON_IsTrue(v);
-    return HFEED_OK;
-}
-
-/* Looks s up in choices; stores its value in *out and returns true when found. */
-static bool find_choice(const struct choice *choices, const char *s, int *out)
-{
-    for (const struct choice *c = choices; c->name != NULL; c++) {
-        if (strcmp(c->name, s) == 0) {
-            *out = c->value;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Reads obj's member key as one of the strings in choices into *out; absent keys keep *out. */
-static hfeed_status get_enum(const cJSON *obj, const char *where, const char *key,
-                             const struct choice *choices, int *out, struct hfeed__err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    char list[160] = "";
-    size_t used = 0;
-    if (v == NULL || (cJSON_IsString(v) && find_choice(choices, v->valuestring, out)))
-        return HFEED_OK;
-    for (const struct choice *c = choices; c->name != NULL && used < sizeof list; c++)
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s\"%s\"",
-                                 c == choices ? "" : ", ", c->name);
-    return CFG_FAIL(err, "%s: expected one of %s, got %s", PATH(where, key), list, GOT(v));
-}
-
-/* Parses s as a plain decimal integer (digits only: no sign, space or dot) no larger than max. */
-static bool parse_decimal(const char *s, uint64_t max, uint64_t *out)
-{
-    uint64_t n = 0;
-    if (*s == '\0') return false;
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9') return false;
-        const uint64_t digit = (uint64_t)(*s - '0');
-        if (digit > max || n > (max - digit) / 10) return false;
-        n = n * 10 + digit;
-    }
-    *out = n;
-    return true;
-}
 
 /* ---- Paths ---------------------------------------------------------------------------------- */
 
@@ -338,7 +123,7 @@ static hfeed_status resolve_base(struct ctx *cx)
         return HFEED__FAIL(cx->err, HFEED_E_FILE,
                            "files: cannot make relative paths absolute: getcwd: %s", why);
     }
-    return cx->abs_base != NULL ? HFEED_OK : nomem(cx->err);
+    return cx->abs_base != NULL ? HFEED_OK : hfeed__config_nomem(cx->err);
 }
 
 /* Stores in *out a new copy of path, prefixed with the absolute base dir when relative. */
@@ -350,7 +135,7 @@ static hfeed_status absolute_path(struct ctx *cx, const char *path, char **out)
         if (cx->abs_base == NULL) HFEED__CHECK(resolve_base(cx));
         *out = join_path(cx->abs_base, path);
     }
-    return *out != NULL ? HFEED_OK : nomem(cx->err);
+    return *out != NULL ? HFEED_OK : hfeed__config_nomem(cx->err);
 }
 
 /* ---- Sections ------------------------------------------------------------------------------- */
@@ -359,14 +144,14 @@ static hfeed_status parse_files(const cJSON *root, struct ctx *cx, struct hfeed_
 {
     const cJSON *arr = NULL;
     size_t i = 0;
-    HFEED__CHECK(require(root, NULL, "files", &arr, cx->err));
+    HFEED__CHECK(hfeed__config_require(root, NULL, "files", &arr, cx->err));
     if (!cJSON_IsArray(arr) || arr->child == NULL)
         return CFG_FAIL(cx->err,
                         "files: expected a non-empty array of paths or glob patterns, got %s",
                         GOT(arr));
     const size_t n = (size_t)cJSON_GetArraySize(arr);
     c->files = hfeed__calloc(n, sizeof *c->files);
-    if (c->files == NULL) return nomem(cx->err);
+    if (c->files == NULL) return hfeed__config_nomem(cx->err);
     c->nfiles = n;
     for (const cJSON *f = arr->child; f != NULL; f = f->next, i++) {
         if (!cJSON_IsString(f) || f->valuestring[0] == '\0')
@@ -387,48 +172,18 @@ static hfeed_status parse_field(const cJSON *f, size_t i, struct hfeed__field_co
     if (!cJSON_IsObject(f))
         return CFG_FAIL(err, "%s: expected an object {\"name\": ..., \"dataset\": ...}, got %s",
                         where, GOT(f));
-    HFEED__CHECK(check_keys(f, field_keys, where, err));
-    HFEED__CHECK(require_string(f, where, "name", &name, err));
-    HFEED__CHECK(require_string(f, where, "dataset", &dataset, err));
+    HFEED__CHECK(hfeed__config_check_keys(f, field_keys, where, err));
+    HFEED__CHECK(hfeed__config_require_string(f, where, "name", &name, err));
+    HFEED__CHECK(hfeed__config_require_string(f, where, "dataset", &dataset, err));
     if (dataset[0] != '/' || dataset[1] == '\0')
         return CFG_FAIL(err, "%s.dataset: expected an HDF5 path starting with \"/\", got %s", where,
                         QUOTE(dataset));
-    HFEED__CHECK(get_enum(f, where, "dtype", dtype_choices, &dtype, err));
+    HFEED__CHECK(hfeed__config_get_enum(f, where, "dtype", dtype_choices, &dtype, err));
     out->native = dtype == HFEED_DTYPE_INVALID;
     out->dtype = (hfeed_dtype)dtype;
     out->name = hfeed__strdup(name);
     out->dataset = hfeed__strdup(dataset);
-    return out->name != NULL && out->dataset != NULL ? HFEED_OK : nomem(err);
-}
-
-/* Reads "scale" or "offset": a finite number (one value for every column) or a non-empty array
- * of finite numbers (one per feature column; the count is checked against the sample shape when
- * the files are open). An absent key leaves *out NULL. */
-static hfeed_status get_numbers(const cJSON *f, const char *where, const char *key, double **out,
-                                size_t *n, struct hfeed__err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, key);
-    size_t i = 0;
-    if (v == NULL) return HFEED_OK;
-    const bool one = cJSON_IsNumber(v);
-    if (!one && !(cJSON_IsArray(v) && v->child != NULL))
-        return CFG_FAIL(err,
-                        "%s: expected a number or a non-empty array of numbers (one per feature "
-                        "column), got %s",
-                        PATH(where, key), GOT(v));
-    *n = one ? 1 : (size_t)cJSON_GetArraySize(v);
-    *out = hfeed__calloc(*n, sizeof **out);
-    if (*out == NULL) return nomem(err);
-    for (const cJSON *x = one ? v : v->child; x != NULL; x = one ? NULL : x->next, i++) {
-        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) {
-            if (one) return CFG_FAIL(err, "%s: expected a finite number, got %s", PATH(where, key),
-                                     GOT(x));
-            return CFG_FAIL(err, "%s[%zu]: expected a finite number, got %s", PATH(where, key), i,
-                            GOT(x));
-        }
-        (*out)[i] = x->valuedouble;
-    }
-    return HFEED_OK;
+    return out->name != NULL && out->dataset != NULL ? HFEED_OK : hfeed__config_nomem(err);
 }
 
 /* Reads a field's transform keys (see struct hfeed__field_config); they need a float dtype. */
@@ -439,9 +194,9 @@ static hfeed_status parse_transform(const cJSON *f, size_t i, struct hfeed__fiel
     char where[32];
     int standard = 0;
     snprintf(where, sizeof where, "fields[%zu]", i);
-    HFEED__CHECK(get_enum(f, where, "normalize", normalize_choices, &standard, err));
-    HFEED__CHECK(get_numbers(f, where, "scale", &out->scale, &out->nscale, err));
-    HFEED__CHECK(get_numbers(f, where, "offset", &out->offset, &out->noffset, err));
+    HFEED__CHECK(hfeed__config_get_enum(f, where, "normalize", normalize_choices, &standard, err));
+    HFEED__CHECK(hfeed__config_get_numbers(f, where, "scale", &out->scale, &out->nscale, err));
+    HFEED__CHECK(hfeed__config_get_numbers(f, where, "offset", &out->offset, &out->noffset, err));
     out->standardize = standard != 0;
     const bool is_float = out->dtype == HFEED_DTYPE_FLOAT32 || out->dtype == HFEED_DTYPE_FLOAT64;
     for (size_t k = 0; k < 3 && !is_float; k++) {
@@ -460,12 +215,12 @@ static hfeed_status parse_fields(const cJSON *root, struct ctx *cx, struct hfeed
 {
     const cJSON *arr = NULL;
     size_t i = 0;
-    HFEED__CHECK(require(root, NULL, "fields", &arr, cx->err));
+    HFEED__CHECK(hfeed__config_require(root, NULL, "fields", &arr, cx->err));
     if (!cJSON_IsArray(arr) || arr->child == NULL)
         return CFG_FAIL(cx->err, "fields: expected a non-empty array of objects, got %s", GOT(arr));
     const size_t n = (size_t)cJSON_GetArraySize(arr);
     c->fields = hfeed__calloc(n, sizeof *c->fields);
-    if (c->fields == NULL) return nomem(cx->err);
+    if (c->fields == NULL) return hfeed__config_nomem(cx->err);
     c->nfields = n;
     for (const cJSON *f = arr->child; f != NULL; f = f->next, i++) {
         HFEED__CHECK(parse_field(f, i, &c->fields[i], cx->err));
@@ -479,6 +234,19 @@ static hfeed_status parse_fields(const cJSON *root, struct ctx *cx, struct hfeed
     return HFEED_OK;
 }
 
+/* "cache_mb": an integer number of MiB, or "auto" (the default). */
+static hfeed_status get_cache_mb(const cJSON *root, struct hfeed__config *c, struct hfeed__err *err)
+{
+    const uint64_t max = 1u << 20;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "cache_mb");
+    if (v == NULL) return HFEED_OK;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0) return HFEED_OK;
+    c->cache_auto = false;
+    if (hfeed__config_as_uint(v, 0, max, &c->cache_mb)) return HFEED_OK;
+    return CFG_FAIL(err, "cache_mb: expected \"auto\" or an integer from 0 to %llu, got %s",
+                    (unsigned long long)max, GOT(v));
+}
+
 /* Reads the integer, boolean and enum keys, starting from the defaults already in c. */
 static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
                                   struct hfeed__err *err)
@@ -489,17 +257,21 @@ static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
     int shuffle = (int)c->shuffle;
     int pad = c->shard_pad;
     int direct = c->direct;
-    HFEED__CHECK(get_uint(root, NULL, "batch_size", 1, 1u << 24, &c->batch_size, err));
-    HFEED__CHECK(get_bool(root, "drop_last", &c->drop_last, err));
-    HFEED__CHECK(get_bool(root, "pinned", &c->pinned, err));
-    HFEED__CHECK(get_enum(root, NULL, "shuffle", shuffle_choices, &shuffle, err));
-    HFEED__CHECK(get_uint(root, NULL, "seed", 0, MAX_EXACT, &c->seed, err));
-    HFEED__CHECK(get_uint(root, NULL, "shuffle_window", 1, UINT_MAX, &window, err));
-    HFEED__CHECK(get_uint(root, NULL, "epochs", 1, MAX_EXACT, &c->epochs, err));
-    HFEED__CHECK(get_uint(root, NULL, "workers", 1, 256, &workers, err));
-    HFEED__CHECK(get_uint(root, NULL, "prefetch", 1, 1024, &prefetch, err));
-    HFEED__CHECK(get_enum(root, NULL, "shard_remainder", remainder_choices, &pad, err));
-    HFEED__CHECK(get_enum(root, NULL, "read_path", read_path_choices, &direct, err));
+    HFEED__CHECK(
+        hfeed__config_get_uint(root, NULL, "batch_size", 1, 1u << 24, &c->batch_size, err));
+    HFEED__CHECK(hfeed__config_get_bool(root, "drop_last", &c->drop_last, err));
+    HFEED__CHECK(hfeed__config_get_bool(root, "pinned", &c->pinned, err));
+    HFEED__CHECK(hfeed__config_get_enum(root, NULL, "shuffle", shuffle_choices, &shuffle, err));
+    HFEED__CHECK(
+        hfeed__config_get_uint(root, NULL, "seed", 0, HFEED__CONFIG_MAX_EXACT, &c->seed, err));
+    HFEED__CHECK(hfeed__config_get_uint(root, NULL, "shuffle_window", 1, UINT_MAX, &window, err));
+    HFEED__CHECK(
+        hfeed__config_get_uint(root, NULL, "epochs", 1, HFEED__CONFIG_MAX_EXACT, &c->epochs, err));
+    HFEED__CHECK(hfeed__config_get_uint(root, NULL, "workers", 1, 256, &workers, err));
+    HFEED__CHECK(hfeed__config_get_uint(root, NULL, "prefetch", 1, 1024, &prefetch, err));
+    HFEED__CHECK(
+        hfeed__config_get_enum(root, NULL, "shard_remainder", remainder_choices, &pad, err));
+    HFEED__CHECK(hfeed__config_get_enum(root, NULL, "read_path", read_path_choices, &direct, err));
     HFEED__CHECK(get_cache_mb(root, c, err));
     c->direct = direct != 0;
     c->shuffle = (enum hfeed__shuffle)shuffle;
@@ -516,14 +288,14 @@ static hfeed_status parse_device(const cJSON *root, struct hfeed__config *c, str
     int device = HFEED__DEVICE_AUTO;
     uint64_t index = 0;
     if (v == NULL) return HFEED_OK;
-    if (cJSON_IsString(v) && find_choice(device_choices, v->valuestring, &device)) {
+    if (cJSON_IsString(v) && hfeed__config_find_choice(device_choices, v->valuestring, &device)) {
         c->device = (enum hfeed__device_req)device;
         const bool indexed = device == HFEED__DEVICE_CUDA || device == HFEED__DEVICE_FAKE;
         c->device_index = indexed ? 0 : -1;
         return HFEED_OK;
     }
     if (cJSON_IsString(v) && strncmp(v->valuestring, "cuda:", 5) == 0 &&
-        parse_decimal(v->valuestring + 5, INT_MAX, &index)) {
+        hfeed__config_parse_decimal(v->valuestring + 5, INT_MAX, &index)) {
         c->device = HFEED__DEVICE_CUDA;
         c->device_index = (int)index;
         return HFEED_OK;
@@ -540,11 +312,11 @@ static hfeed_status shard_from_object(const cJSON *obj, struct hfeed__config *c,
     const cJSON *v = NULL;
     uint64_t rank = 0;
     uint64_t world = 1;
-    HFEED__CHECK(check_keys(obj, shard_keys, "shard", err));
-    HFEED__CHECK(require(obj, "shard", "rank", &v, err));
-    HFEED__CHECK(require(obj, "shard", "world_size", &v, err));
-    HFEED__CHECK(get_uint(obj, "shard", "world_size", 1, UINT_MAX, &world, err));
-    HFEED__CHECK(get_uint(obj, "shard", "rank", 0, UINT_MAX, &rank, err));
+    HFEED__CHECK(hfeed__config_check_keys(obj, shard_keys, "shard", err));
+    HFEED__CHECK(hfeed__config_require(obj, "shard", "rank", &v, err));
+    HFEED__CHECK(hfeed__config_require(obj, "shard", "world_size", &v, err));
+    HFEED__CHECK(hfeed__config_get_uint(obj, "shard", "world_size", 1, UINT_MAX, &world, err));
+    HFEED__CHECK(hfeed__config_get_uint(obj, "shard", "rank", 0, UINT_MAX, &rank, err));
     if (rank >= world)
         return CFG_FAIL(err, "shard.rank: expected an integer < shard.world_size (%llu), got %llu",
                         (unsigned long long)world, (unsigned long long)rank);
@@ -564,10 +336,10 @@ static hfeed_status shard_from_env(struct ctx *cx, struct hfeed__config *c)
         uint64_t rank = 0;
         uint64_t world = 0;
         if (rank_s == NULL || world_s == NULL) continue;
-        if (!parse_decimal(world_s, UINT_MAX, &world) || world == 0)
+        if (!hfeed__config_parse_decimal(world_s, UINT_MAX, &world) || world == 0)
             return CFG_FAIL(cx->err, "shard: \"env\": %s=%s: expected a decimal integer >= 1",
                             names[1], QUOTE(world_s));
-        if (!parse_decimal(rank_s, UINT_MAX, &rank))
+        if (!hfeed__config_parse_decimal(rank_s, UINT_MAX, &rank))
             return CFG_FAIL(cx->err, "shard: \"env\": %s=%s: expected a decimal integer >= 0",
                             names[0], QUOTE(rank_s));
         if (rank >= world)
@@ -606,11 +378,13 @@ static hfeed_status parse_output(const cJSON *root, struct ctx *cx, struct hfeed
     if (v == NULL) return HFEED_OK;
     if (!cJSON_IsObject(v))
         return CFG_FAIL(cx->err, "output: expected an object {\"path\": ...}, got %s", GOT(v));
-    HFEED__CHECK(check_keys(v, output_keys, "output", cx->err));
-    HFEED__CHECK(require_string(v, "output", "path", &path, cx->err));
-    HFEED__CHECK(get_uint(v, "output", "chunk_rows", 0, 1u << 30, &o->chunk_rows, cx->err));
-    HFEED__CHECK(get_enum(v, "output", "compression", compression_choices, &gzip, cx->err));
-    HFEED__CHECK(get_uint(v, "output", "gzip_level", 1, 9, &level, cx->err));
+    HFEED__CHECK(hfeed__config_check_keys(v, output_keys, "output", cx->err));
+    HFEED__CHECK(hfeed__config_require_string(v, "output", "path", &path, cx->err));
+    HFEED__CHECK(
+        hfeed__config_get_uint(v, "output", "chunk_rows", 0, 1u << 30, &o->chunk_rows, cx->err));
+    HFEED__CHECK(
+        hfeed__config_get_enum(v, "output", "compression", compression_choices, &gzip, cx->err));
+    HFEED__CHECK(hfeed__config_get_uint(v, "output", "gzip_level", 1, 9, &level, cx->err));
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(v, "shuffle");
     if (sh != NULL && !cJSON_IsBool(sh))
         return CFG_FAIL(cx->err, "output.shuffle: expected true or false, got %s", GOT(sh));
@@ -629,7 +403,7 @@ static hfeed_status parse_root(const cJSON *root, struct ctx *cx, struct hfeed__
 {
     if (!cJSON_IsObject(root))
         return CFG_FAIL(cx->err, "top level: expected an object, got %s", GOT(root));
-    HFEED__CHECK(check_keys(root, top_keys, NULL, cx->err));
+    HFEED__CHECK(hfeed__config_check_keys(root, top_keys, NULL, cx->err));
     HFEED__CHECK(parse_files(root, cx, c));
     HFEED__CHECK(parse_fields(root, cx, c));
     HFEED__CHECK(parse_scalars(root, c, cx->err));
@@ -639,31 +413,6 @@ static hfeed_status parse_root(const cJSON *root, struct ctx *cx, struct hfeed__
 }
 
 /* ---- Entry points --------------------------------------------------------------------------- */
-
-/* Reports where cJSON stopped as a 1-based line and column (in bytes). cJSON stops at the
- * mistake or just after the token before it (after a trailing comma, past the closing brace), so
- * whitespace there is skipped back over to point at that token. */
-static hfeed_status json_error(const char *json, const char *at, struct hfeed__err *err)
-{
-    size_t line = 1;
-    const char *line_start = json;
-    char near[24] = "";
-    if (at == NULL || at < json) at = json;
-    while (*at != '\0' && at > json && strchr(" \t\r\n", *at) != NULL)
-        at--;
-    for (const char *p = json; p < at; p++) {
-        if (*p == '\n') {
-            line++;
-            line_start = p + 1;
-        }
-    }
-    const size_t col = (size_t)(at - line_start) + 1;
-    if (*at == '\0')
-        return CFG_FAIL(err, "malformed JSON at line %zu, column %zu (end of text)", line, col);
-    const size_t n = strcspn(at, "\r\n");
-    memcpy(near, at, n < sizeof near - 1 ? n : sizeof near - 1);
-    return CFG_FAIL(err, "malformed JSON at line %zu, column %zu, near %s", line, col, QUOTE(near));
-}
 
 static const char *system_getenv(const char *name)
 {
@@ -683,10 +432,10 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
     pthread_mutex_lock(&cjson_lock);
     cJSON *root = cJSON_ParseWithLengthOpts(json, strlen(json) + 1, &end, 1);
     pthread_mutex_unlock(&cjson_lock);
-    if (root == NULL) return json_error(json, end, err);
+    if (root == NULL) return hfeed__config_json_error(json, end, err);
     struct ctx cx = {base_dir, NULL, getenv_fn != NULL ? getenv_fn : system_getenv, err};
     struct hfeed__config *c = hfeed__calloc(1, sizeof *c);
-    hfeed_status st = c != NULL ? HFEED_OK : nomem(err);
+    hfeed_status st = c != NULL ? HFEED_OK : hfeed__config_nomem(err);
     if (st == HFEED_OK) {
         /* The defaults of every optional key (configs/README.md lists the same). */
         *c = (struct hfeed__config){.batch_size = 256,

@@ -1,4 +1,5 @@
-/* config: a JSON config (cJSON) -> a validated plain struct. cJSON never leaves config.c.
+/* config: a JSON config (cJSON) -> a validated plain struct. cJSON never leaves the config*.c
+ * files (config.c, config_json.c; their shared config_json.h); nothing here names a cJSON type.
  *
  * Validation is complete before any I/O: every key is checked for type and range, unknown keys
  * are errors, and every message names the key path (`fields[1].dtype`) and what was expected.
