@@ -1,6 +1,7 @@
-/* Unit tests of loader/config.c: defaults, every key's valid and invalid forms, the text of the
- * error messages, path resolution, shard "env" resolution, file loading, the shipped configs
- * (configs/), the broken and edge-case configs (tests/data/) and an allocation-failure sweep.
+/* Unit tests of loader/config.c and config_json.c: defaults, every key's valid and invalid
+ * forms, the text of the error messages, path resolution, shard "env" resolution, file loading,
+ * the shipped configs (configs/), the broken and edge-case configs (tests/data/) and an
+ * allocation-failure sweep.
  *
  * JSON in this file is written with single quotes, which parse() turns into double quotes, so
  * that the configs read like JSON. HFEED_TEST_DATA and HFEED_CONFIGS_DIR come from the build. */
