@@ -1,20 +1,31 @@
 /* chunkcache: a fixed pool of decoded chunks shared by the workers (design in chunkcache.h).
  *
  * Data structures, all guarded by `mu`: `entries` (the pool), a chained hash from key to entry
- * (`buckets` + entry.next_in_bucket), a stack of free entries, and a doubly linked LRU list of
- * READY entries nobody references (head = oldest). A referenced or DECODING entry is on neither
- * list, so it can never be reused under a reader. */
+ * (`buckets` + entry.next_in_bucket), a stack of free entries, and the READY entries nobody
+ * references, each on one of NLISTS doubly linked lists (head = oldest). A referenced or
+ * DECODING entry is on none of them, so it can never be reused under a reader.
+ *
+ * Foresight: `need[key]` has bit (seq % 64) set while batch seq is expected to use the key and
+ * has not yet. Every pending seq lies in [base, base + 64), base = now - lag for whichever batch
+ * `now` is calling (chunkcache.h gives the bound), so the pending seq nearest base is the key's
+ * next use. An idle entry whose key some batch needs sits on list (next use % 64); one that no
+ * batch in sight needs sits on list UNNEEDED, the only list without foresight (which is plain
+ * LRU). Eviction takes the oldest UNNEEDED entry, else the head of the list of the farthest next
+ * use: 64 lists to look at, whatever the number of entries. */
 #include "chunkcache.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "alloc.h"
 
 #define NONE UINT32_MAX
+#define UNNEEDED 64u           /* the list of idle entries no batch in sight needs */
+#define NLISTS (UNNEEDED + 1u) /* lists 0..63: next use at a seq of that value mod 64 */
 
 enum entry_state { ENTRY_FREE, ENTRY_DECODING, ENTRY_READY };
 
@@ -23,8 +34,13 @@ struct entry {
     enum entry_state state;
     uint32_t refs;
     uint32_t next_in_bucket;
-    uint32_t lru_prev, lru_next;
+    uint32_t prev, next;
+    uint32_t list; /* which list the entry is on, when idle */
     unsigned char *data;
+};
+
+struct list {
+    uint32_t head, tail; /* oldest, newest */
 };
 
 struct hfeed__chunkcache {
@@ -36,7 +52,10 @@ struct hfeed__chunkcache {
     uint32_t nbuckets; /* a power of two */
     uint32_t *free_stack;
     uint32_t nfree;
-    uint32_t lru_head, lru_tail; /* oldest, newest */
+    struct list lists[NLISTS];
+    uint64_t *need; /* nkeys masks (see the top); NULL: no foresight */
+    uint64_t nkeys;
+    unsigned lag;
     unsigned char *arena;
     size_t memory;
     struct hfeed__chunkcache_stats stats;
@@ -72,30 +91,49 @@ static void hash_remove(struct hfeed__chunkcache *c, uint32_t i)
     *link = c->entries[i].next_in_bucket;
 }
 
-static void lru_remove(struct hfeed__chunkcache *c, uint32_t i)
+static void list_remove(struct hfeed__chunkcache *c, uint32_t i)
 {
     struct entry *e = &c->entries[i];
-    if (e->lru_prev != NONE)
-        c->entries[e->lru_prev].lru_next = e->lru_next;
+    struct list *l = &c->lists[e->list];
+    if (e->prev != NONE)
+        c->entries[e->prev].next = e->next;
     else
-        c->lru_head = e->lru_next;
-    if (e->lru_next != NONE)
-        c->entries[e->lru_next].lru_prev = e->lru_prev;
+        l->head = e->next;
+    if (e->next != NONE)
+        c->entries[e->next].prev = e->prev;
     else
-        c->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NONE;
+        l->tail = e->prev;
+    e->prev = e->next = NONE;
 }
 
-static void lru_append(struct hfeed__chunkcache *c, uint32_t i)
+static void list_append(struct hfeed__chunkcache *c, uint32_t i, uint32_t which)
 {
     struct entry *e = &c->entries[i];
-    e->lru_prev = c->lru_tail;
-    e->lru_next = NONE;
-    if (c->lru_tail != NONE)
-        c->entries[c->lru_tail].lru_next = i;
+    struct list *l = &c->lists[which];
+    e->list = which;
+    e->prev = l->tail;
+    e->next = NONE;
+    if (l->tail != NONE)
+        c->entries[l->tail].next = i;
     else
-        c->lru_head = i;
-    c->lru_tail = i;
+        l->head = i;
+    l->tail = i;
+}
+
+/* The list an idle entry for key belongs on, seen from batch `now` (see the top). */
+static uint32_t list_for(const struct hfeed__chunkcache *c, uint64_t key, uint64_t now)
+{
+    if (c->need == NULL || key >= c->nkeys || c->need[key] == 0) return UNNEEDED;
+    const unsigned base = (unsigned)((now - c->lag) & 63u);
+    const uint64_t m = c->need[key];
+    const uint64_t rotated = base == 0 ? m : m >> base | m << (64u - base);
+    return (uint32_t)((base + (unsigned)__builtin_ctzll(rotated)) & 63u);
+}
+
+/* Puts an entry nobody references any more on its list. */
+static void park(struct hfeed__chunkcache *c, uint32_t i, uint64_t now)
+{
+    list_append(c, i, list_for(c, c->entries[i].key, now));
 }
 
 static void make_free(struct hfeed__chunkcache *c, uint32_t i)
@@ -105,26 +143,32 @@ static void make_free(struct hfeed__chunkcache *c, uint32_t i)
     c->free_stack[c->nfree++] = i;
 }
 
-/* A free entry, or the least recently used unreferenced one; NONE when every entry is busy. */
-static uint32_t take_entry(struct hfeed__chunkcache *c)
+/* A free entry, else an idle one: the oldest that no batch in sight needs, else the oldest of
+ * those whose next use is farthest from `now` (Belady's rule); NONE when every entry is busy. */
+static uint32_t take_entry(struct hfeed__chunkcache *c, uint64_t now)
 {
     if (c->nfree > 0) return c->free_stack[--c->nfree];
-    const uint32_t i = c->lru_head;
+    uint32_t i = c->lists[UNNEEDED].head;
+    const unsigned base = (unsigned)((now - c->lag) & 63u);
+    for (unsigned d = 64; i == NONE && c->need != NULL && d-- > 0;)
+        i = c->lists[(base + d) & 63u].head;
     if (i == NONE) return NONE;
-    lru_remove(c, i);
+    list_remove(c, i);
     hash_remove(c, i);
     return i;
 }
 
-hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes,
-                                      struct hfeed__chunkcache **out, struct hfeed__err *err)
+hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes, uint64_t nkeys,
+                                      unsigned lag, struct hfeed__chunkcache **out,
+                                      struct hfeed__err *err)
 {
     *out = NULL;
     struct hfeed__chunkcache *c = hfeed__calloc(1, sizeof *c);
     if (c == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "chunk cache: out of memory");
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->decoded, NULL);
-    c->lru_head = c->lru_tail = NONE;
+    for (uint32_t l = 0; l < NLISTS; l++)
+        c->lists[l].head = c->lists[l].tail = NONE;
     const size_t n = entry_bytes > 0 ? budget / entry_bytes : 0;
     /* At most 2^30 entries, so that 2 * nentries buckets fit a uint32_t. */
     c->nentries = n < ((size_t)1 << 30) ? (uint32_t)n : (uint32_t)1 << 30;
@@ -135,20 +179,37 @@ hfeed_status hfeed__chunkcache_create(size_t budget, size_t entry_bytes,
     c->buckets = hfeed__alloc(c->nbuckets * sizeof *c->buckets);
     c->free_stack = hfeed__alloc(c->nentries * sizeof *c->free_stack);
     c->arena = hfeed__alloc_aligned(c->nentries * entry_bytes);
-    if (c->entries == NULL || c->buckets == NULL || c->free_stack == NULL || c->arena == NULL) {
+    /* Foresight only pays where something is evicted: when the entries cannot hold every key. */
+    const bool foresee = nkeys > c->nentries && c->nentries > 0 && lag <= HFEED__CHUNKCACHE_MAX_LAG;
+    if (foresee) {
+        c->need = hfeed__calloc(nkeys, sizeof *c->need);
+        c->nkeys = nkeys;
+        c->lag = lag;
+    }
+    if (c->entries == NULL || c->buckets == NULL || c->free_stack == NULL || c->arena == NULL ||
+        (foresee && c->need == NULL)) {
         hfeed__chunkcache_destroy(c);
         return HFEED__FAIL(err, HFEED_E_NOMEM, "chunk cache: out of memory for %zu bytes", budget);
     }
-    c->memory = c->nentries * entry_bytes;
+    c->memory = c->nentries * entry_bytes + (size_t)c->nkeys * sizeof *c->need;
     for (uint32_t b = 0; b < c->nbuckets; b++)
         c->buckets[b] = NONE;
     for (uint32_t i = c->nentries; i-- > 0;) {
         c->entries[i].data = c->arena + (size_t)i * entry_bytes;
-        c->entries[i].lru_prev = c->entries[i].lru_next = NONE;
+        c->entries[i].prev = c->entries[i].next = NONE;
+        c->entries[i].list = UNNEEDED;
         make_free(c, i);
     }
     *out = c;
     return HFEED_OK;
+}
+
+unsigned hfeed__chunkcache_horizon(unsigned slots)
+{
+    const unsigned older = slots > 0 ? slots - 1u : 0u;
+    if (older >= HFEED__CHUNKCACHE_MAX_LAG) return 0u;
+    const unsigned room = HFEED__CHUNKCACHE_MAX_LAG - older;
+    return room < HFEED__CHUNKCACHE_HORIZON ? room : HFEED__CHUNKCACHE_HORIZON;
 }
 
 uint64_t hfeed__chunkcache_entries(size_t budget, double total, uint64_t chunks)
@@ -207,6 +268,7 @@ double hfeed__chunkcache_auto_limit(void)
 void hfeed__chunkcache_destroy(struct hfeed__chunkcache *c)
 {
     if (c == NULL) return;
+    hfeed__free(c->need);
     hfeed__free(c->arena);
     hfeed__free(c->free_stack);
     hfeed__free(c->buckets);
@@ -234,9 +296,15 @@ static hfeed_status decode_into(struct hfeed__chunkcache *c, uint32_t i, hfeed__
     return st;
 }
 
-hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key, bool wait,
-                                       hfeed__decode_fn decode, void *ctx, unsigned char *own,
-                                       const unsigned char **data, void **token,
+/* Batch seq no longer waits for key: it is using it now. */
+static void consume(struct hfeed__chunkcache *c, uint64_t key, uint64_t seq)
+{
+    if (c->need != NULL && key < c->nkeys) c->need[key] &= ~((uint64_t)1 << (seq & 63u));
+}
+
+hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key, uint64_t seq,
+                                       bool wait, hfeed__decode_fn decode, void *ctx,
+                                       unsigned char *own, const unsigned char **data, void **token,
                                        struct hfeed__err *err)
 {
     *data = NULL;
@@ -252,11 +320,12 @@ hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key
         i = lookup(c, key);
     }
     hfeed_status st = HFEED_OK;
+    consume(c, key, seq);
     if (i != NONE) { /* READY */
-        if (c->entries[i].refs++ == 0) lru_remove(c, i);
+        if (c->entries[i].refs++ == 0) list_remove(c, i);
         c->stats.hits++;
     } else {
-        i = take_entry(c);
+        i = take_entry(c, seq);
         if (i == NONE) {
             c->stats.uncached++;
             pthread_mutex_unlock(&c->mu);
@@ -280,13 +349,54 @@ hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key
     return st;
 }
 
-void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token)
+void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token, uint64_t seq)
 {
     if (token == NULL) return;
     struct entry *e = token;
     const uint32_t i = (uint32_t)(e - c->entries);
     pthread_mutex_lock(&c->mu);
-    if (--e->refs == 0) lru_append(c, i);
+    if (--e->refs == 0) park(c, i, seq);
+    pthread_mutex_unlock(&c->mu);
+}
+
+bool hfeed__chunkcache_foresees(const struct hfeed__chunkcache *c)
+{
+    return c->need != NULL;
+}
+
+void hfeed__chunkcache_expect(struct hfeed__chunkcache *c, uint64_t seq, const uint64_t *keys,
+                              size_t n)
+{
+    if (c->need == NULL) return;
+    const uint64_t bit = (uint64_t)1 << (seq & 63u);
+    pthread_mutex_lock(&c->mu);
+    for (size_t j = 0; j < n; j++) {
+        const uint64_t key = keys[j];
+        if (key >= c->nkeys || (c->need[key] & bit) != 0) continue;
+        c->need[key] |= bit;
+        /* An idle entry may now be needed sooner: move it to its new list. */
+        const uint32_t i = lookup(c, key);
+        if (i == NONE || c->entries[i].state != ENTRY_READY || c->entries[i].refs > 0) continue;
+        const uint32_t l = list_for(c, key, seq);
+        if (l == c->entries[i].list) continue;
+        list_remove(c, i);
+        list_append(c, i, l);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void hfeed__chunkcache_forget(struct hfeed__chunkcache *c)
+{
+    if (c->need == NULL) return;
+    pthread_mutex_lock(&c->mu);
+    memset(c->need, 0, c->nkeys * sizeof *c->need);
+    for (uint32_t l = 0; l < UNNEEDED; l++) {
+        while (c->lists[l].head != NONE) {
+            const uint32_t i = c->lists[l].head;
+            list_remove(c, i);
+            list_append(c, i, UNNEEDED);
+        }
+    }
     pthread_mutex_unlock(&c->mu);
 }
 

@@ -20,13 +20,15 @@
  *   - none: batches are consecutive rows; each chunk is decoded once (twice per batch boundary
  *     inside it without a cache entry).
  *   - global: a batch of b samples touches t = n_c (1 - (1 - 1/n_c)^b) of a field's n_c chunks.
- *     With cache fraction f = min(1, E / the field's chunks in all files), a touch misses with
- *     probability (1 - f); the first touch of every chunk misses anyway. So
- *     decodes = U + (A - U)(1 - f), A = batches x t, U = distinct chunks touched in the epoch.
+ *     decodes = U + (A - U)(1 - h), A = batches x t, U = distinct chunks touched in the epoch,
+ *     h the share of repeated uses the cache serves: the loader's cache with foresight
+ *     (chunkcache.h) keeps the chunks needed soonest (foresight_hit), LRU caches (H5Dread's,
+ *     or the loader's when the ring is too deep for foresight) what the last scans left
+ *     (lru_hit).
  *   - chunk: blocks (chunk rows of the widest field) are permuted and samples shuffled within
  *     windows of shuffle_window blocks; a batch touches t of the g_w chunks of its window. When
  *     a window's chunks of the field fit its cache (E >= need), each chunk is decoded once per
- *     epoch; else f_w = E / need in the formula above. */
+ *     epoch; else the formula above within the window. */
 #ifndef HFEED_COSTMODEL_H
 #define HFEED_COSTMODEL_H
 
@@ -59,6 +61,7 @@ struct hfeed__cost_params {
     uint64_t batch_size;  /* >= 1 */
     unsigned window;      /* shuffle_window, >= 1 */
     uint64_t cache_bytes; /* cache_mb in bytes */
+    unsigned horizon;     /* batches ahead the loader's caches see (chunkcache.h); 0: LRU */
     size_t nfields, nfiles;
     const struct hfeed__cost_source *src; /* src[k * nfiles + fi], field-major */
 };

@@ -228,6 +228,7 @@ hfeed_status hfeed__inspect_fields_finish(hfeed_report *r, struct hfeed__err *er
                                          .batch_size = cfg->batch_size,
                                          .window = cfg->shuffle_window,
                                          .cache_bytes = cfg->cache_mb * MIB,
+                                         .horizon = hfeed__chunkcache_horizon(cfg->prefetch),
                                          .nfields = cfg->nfields,
                                          .nfiles = r->ncfg,
                                          .src = src};

@@ -55,6 +55,8 @@ struct hfeed_loader {
     struct hfeed__slot_memory host_mem, dev_mem;
     struct hfeed__transforms *xf; /* the fields' transforms; conversions point into it */
     struct hfeed_batch *batches; /* one public handle per slot of out */
+    uint64_t *ahead;   /* batch_size indices: a batch planned ahead for the caches (foresee) */
+    uint64_t foreseen; /* the next batch whose chunks the caches have not been told of */
     hfeed_loader_info info;
     atomic_uint refs; /* 1 for the open handle + 1 per borrowed batch */
     bool closed;
@@ -71,6 +73,24 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Tells the chunk caches which chunks batch seq and the few after it (within its epoch, whose
+ * order the sampler holds) will use, each batch once (chunkcache.h: foresight). */
+static void foresee(struct hfeed_loader *l, uint64_t seq, const struct hfeed__slot *slot)
+{
+    unsigned ahead;
+    if (!hfeed__reader_lookahead(l->reader, &ahead)) return;
+    const uint64_t per_epoch = l->info.batches_per_epoch;
+    const uint64_t epoch_end = (seq / per_epoch + 1) * per_epoch;
+    if (l->foreseen <= seq) {
+        hfeed__reader_expect(l->reader, seq, slot->indices, slot->samples);
+        l->foreseen = seq + 1;
+    }
+    for (; l->foreseen <= seq + ahead && l->foreseen < epoch_end; l->foreseen++) {
+        const size_t n = hfeed__sampler_batch(l->sampler, l->foreseen % per_epoch, l->ahead);
+        hfeed__reader_expect(l->reader, l->foreseen, l->ahead, n);
+    }
+}
+
 /* Ring callback, under the ring mutex, in increasing seq order: which samples batch seq holds. */
 static void plan_batch(void *ctx, uint64_t seq, struct hfeed__slot *slot)
 {
@@ -80,6 +100,7 @@ static void plan_batch(void *ctx, uint64_t seq, struct hfeed__slot *slot)
     slot->index = seq % per_epoch;
     hfeed__sampler_set_epoch(l->sampler, slot->epoch);
     slot->samples = hfeed__sampler_batch(l->sampler, slot->index, slot->indices);
+    foresee(l, seq, slot);
 }
 
 static void destroy(struct hfeed_loader *l)
@@ -94,6 +115,7 @@ static void destroy(struct hfeed_loader *l)
     hfeed__transform_destroy(l->xf);
     hfeed__config_destroy(l->cfg);
     hfeed__free(l->batches);
+    hfeed__free(l->ahead);
     hfeed__free(l);
 }
 
@@ -239,7 +261,9 @@ static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
     HFEED__CHECK(st);
     l->out = upload ? l->dev_ring : l->ring;
     l->batches = hfeed__calloc(cfg->prefetch, sizeof *l->batches);
-    if (l->batches == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
+    l->ahead = hfeed__alloc(cfg->batch_size * sizeof *l->ahead);
+    if (l->batches == NULL || l->ahead == NULL)
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
     for (unsigned i = 0; i < cfg->prefetch; i++) {
         l->batches[i].loader = l;
         l->batches[i].slot = hfeed__ring_slot(l->out, i);
@@ -479,6 +503,8 @@ hfeed_status hfeed_loader_seek(hfeed_loader *l, uint64_t epoch, uint64_t batch)
     /* Cannot be busy: nothing is borrowed (checked above), every thread is joined and the
      * upload stage gave its host slots back. */
     const uint64_t seq = epoch * per_epoch + batch;
+    hfeed__reader_forget(l->reader); /* the batches the caches expected will not come */
+    l->foreseen = seq;
     hfeed_status st = hfeed__ring_restart(l->ring, seq);
     if (st == HFEED_OK && l->dev_ring != NULL) st = hfeed__ring_restart(l->dev_ring, seq);
     if (st != HFEED_OK) {

@@ -11,8 +11,9 @@
  * Locking: one mutex guards all slot states and counters; `can_fill` wakes workers, `can_take`
  * wakes the consumer. The plan callback runs under the mutex (it is ours, fast, and must assign
  * batches in order); reading and converting run outside it. Lock order: the ring mutex may be
- * held while calling plan, which takes no other lock; nothing takes the ring mutex while holding
- * the HDF5 lock.
+ * held while calling plan, which takes no lock but the chunk caches' (the loader's plan tells
+ * them what the coming batches need; chunkcache.h), and nothing takes the ring mutex while
+ * holding a chunk cache's lock or the HDF5 lock.
  *
  * Errors: a worker publishes a slot with its status. From then on no new batch is handed out;
  * the consumer receives the good batches before it, then the error (the loader keeps it sticky). */

@@ -27,6 +27,7 @@ struct worker {
     struct hfeed__reader *reader;
     pthread_t thread;
     bool running;
+    uint64_t seq;           /* the batch being filled (the chunk cache's foresight names it) */
     unsigned char *scratch; /* batch_size rows of the widest stored sample */
     struct pick *picks;     /* batch_size */
     struct piece *deferred; /* nfields * batch_size: at most one piece per pick and field */
@@ -48,6 +49,12 @@ struct hfeed__reader {
     unsigned nworkers;
     struct worker *workers;
     struct hfeed__chunkcache **caches; /* one per field (chunkcache.h); NULL: decodes none */
+    /* A chunk's cache key: key_base[k * nfiles + fi] + its chunk number in source (k, fi), so
+     * that field k's keys are 0 .. filtered_chunks - 1 (chunkcache.h wants them dense). */
+    uint64_t *key_base;
+    uint64_t *keys;     /* batch_size: the keys of an expected batch (expect is serialised) */
+    bool foresight;     /* some cache uses foresight */
+    unsigned lookahead; /* batches past the newest claimed one that expect may name */
     size_t memory;
 };
 
@@ -255,7 +262,7 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
     const struct hfeed__field *f = &c->fields[k];
     const struct hfeed__source *s = &f->sources[fi];
     const struct hfeed__direct *d = s->direct;
-    const uint64_t source_id = (uint64_t)(k * c->nfiles + fi);
+    const uint64_t key_base = w->reader->key_base[k * c->nfiles + fi];
     for (size_t i = 0; i < n;) {
         const uint64_t chunk = (row + i) / d->chunk_rows;
         const uint64_t first = row + i - chunk * d->chunk_rows;
@@ -264,7 +271,7 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         const unsigned char *data;
         void *token;
         const hfeed_status got =
-            hfeed__chunkcache_acquire(w->reader->caches[k], source_id << 40 | chunk, wait,
+            hfeed__chunkcache_acquire(w->reader->caches[k], key_base + chunk, w->seq, wait,
                                       decode_chunk, &job, w->own, &data, &token, err);
         if (got == HFEED_E_BUSY) {
             w->deferred[w->ndeferred++] = (struct piece){k, fi, row + i, pick + i, take};
@@ -277,7 +284,7 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         size_t bad_row = 0;
         const hfeed_status st = convert_run(w, f, s, p, take, positions_in_order(p, take),
                                             data + first * d->row_bytes, dst, &bad_row);
-        hfeed__chunkcache_release(w->reader->caches[k], token);
+        hfeed__chunkcache_release(w->reader->caches[k], token, w->seq);
         count(&w->local.convert_ns, now_ns() - t0);
         if (st != HFEED_OK) return range_error(w, f, fi, row + i + bad_row, err);
         i += take;
@@ -291,6 +298,7 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
     const struct hfeed__catalog *c = w->reader->cat;
     sort_picks(w, slot);
     w->ndeferred = 0;
+    w->seq = slot->seq;
     for (size_t k = 0; k < c->nfields; k++) {
         for (size_t i = 0; i < slot->samples;) {
             uint64_t row;
@@ -332,10 +340,32 @@ static void *work(void *arg)
     return NULL;
 }
 
+/* Numbers every field's chunks densely (key_base) and picks the horizon (chunkcache.h). */
+static hfeed_status number_chunks(struct hfeed__reader *r, struct hfeed__err *err)
+{
+    const struct hfeed__catalog *c = r->cat;
+    r->key_base = hfeed__calloc(c->nfields * c->nfiles, sizeof *r->key_base);
+    r->keys = hfeed__alloc(r->batch_size * sizeof *r->keys);
+    if (r->key_base == NULL || r->keys == NULL)
+        return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory");
+    r->memory += (c->nfields * c->nfiles + r->batch_size) * sizeof *r->keys;
+    for (size_t k = 0; k < c->nfields; k++) {
+        uint64_t next = 0;
+        for (size_t fi = 0; fi < c->nfiles; fi++) {
+            const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
+            r->key_base[k * c->nfiles + fi] = next;
+            if (d != NULL && hfeed__chunkio_filtered(d)) next += d->nchunks;
+        }
+    }
+    r->lookahead = hfeed__chunkcache_horizon(hfeed__ring_slots(r->ring));
+    return HFEED_OK;
+}
+
 /* One cache per field that decodes chunks, the budget divided as chunkcache.h says. */
 static hfeed_status create_caches(struct hfeed__reader *r, size_t budget, struct hfeed__err *err)
 {
     const struct hfeed__catalog *c = r->cat;
+    HFEED__CHECK(number_chunks(r, err));
     uint64_t *chunks = hfeed__calloc(2 * c->nfields, sizeof *chunks);
     size_t *entry_bytes = hfeed__calloc(c->nfields, sizeof *entry_bytes);
     r->caches = hfeed__calloc(c->nfields, sizeof *r->caches);
@@ -351,15 +381,49 @@ static hfeed_status create_caches(struct hfeed__reader *r, size_t budget, struct
     }
     hfeed__chunkcache_split(budget, c->nfields, chunks, entry_bytes, entries);
     hfeed_status st = HFEED_OK;
+    /* No horizon: a lag past the limit turns foresight off. */
+    const unsigned lag = r->lookahead > 0 ? hfeed__ring_slots(r->ring) - 1u + r->lookahead
+                                          : HFEED__CHUNKCACHE_MAX_LAG + 1u;
     for (size_t k = 0; st == HFEED_OK && k < c->nfields; k++) {
         if (chunks[k] == 0) continue;
         st = hfeed__chunkcache_create((size_t)entries[k] * entry_bytes[k], entry_bytes[k],
-                                      &r->caches[k], err);
-        if (st == HFEED_OK) r->memory += hfeed__chunkcache_memory(r->caches[k]);
+                                      chunks[k], lag, &r->caches[k], err);
+        if (st != HFEED_OK) break;
+        r->memory += hfeed__chunkcache_memory(r->caches[k]);
+        if (hfeed__chunkcache_foresees(r->caches[k])) r->foresight = true;
     }
     hfeed__free(chunks);
     hfeed__free(entry_bytes);
     return st;
+}
+
+bool hfeed__reader_lookahead(const struct hfeed__reader *r, unsigned *ahead)
+{
+    *ahead = r->lookahead;
+    return r->foresight;
+}
+
+void hfeed__reader_expect(struct hfeed__reader *r, uint64_t seq, const uint64_t *indices, size_t n)
+{
+    const struct hfeed__catalog *c = r->cat;
+    for (size_t k = 0; r->foresight && k < c->nfields; k++) {
+        if (r->caches[k] == NULL || !hfeed__chunkcache_foresees(r->caches[k])) continue;
+        size_t m = 0;
+        for (size_t j = 0; j < n; j++) {
+            uint64_t row;
+            const size_t fi = hfeed__catalog_locate(c, indices[j], &row);
+            const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
+            if (d == NULL || !hfeed__chunkio_filtered(d)) continue;
+            r->keys[m++] = r->key_base[k * c->nfiles + fi] + row / d->chunk_rows;
+        }
+        hfeed__chunkcache_expect(r->caches[k], seq, r->keys, m);
+    }
+}
+
+void hfeed__reader_forget(struct hfeed__reader *r)
+{
+    for (size_t k = 0; r->foresight && k < r->cat->nfields; k++)
+        if (r->caches[k] != NULL) hfeed__chunkcache_forget(r->caches[k]);
 }
 
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
@@ -473,5 +537,7 @@ void hfeed__reader_destroy(struct hfeed__reader *r)
         hfeed__chunkcache_destroy(r->caches[k]);
     hfeed__free(r->caches);
     hfeed__free(r->workers);
+    hfeed__free(r->key_base);
+    hfeed__free(r->keys);
     hfeed__free(r);
 }

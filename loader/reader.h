@@ -12,7 +12,9 @@
  *     chunkcache (pread + codec by whichever worker needed it first, outside every lock) and
  *     its rows are converted from there into the slot. A chunk another worker is decoding is
  *     deferred to the end of the batch instead of waited for, so neighbouring batches that need
- *     the same chunks (chunk shuffle) keep both workers busy;
+ *     the same chunks (chunk shuffle) keep both workers busy. The loader tells the caches which
+ *     chunks the next batches will use (hfeed__reader_expect), so they evict the chunk needed
+ *     last rather than the least recently used one;
  *   - HDF5's H5Dread (h5io, behind the HDF5 lock) for what the direct path does not read: into
  *     the slot when no conversion is needed and the rows are in order, else into scratch.
  *
@@ -22,6 +24,7 @@
 #ifndef HFEED_READER_H
 #define HFEED_READER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +53,18 @@ hfeed_status hfeed__reader_start(struct hfeed__reader *r, struct hfeed__err *err
 /* Stops the ring and joins every worker; a worker finishes at most its current read first.
  * A no-op when no thread runs. */
 void hfeed__reader_stop(struct hfeed__reader *r);
+
+/* Foresight for the chunk caches (chunkcache.h): whether any cache uses it, and in *ahead how
+ * many batches past the one being planned expectations may run. */
+bool hfeed__reader_lookahead(const struct hfeed__reader *r, unsigned *ahead);
+
+/* Batch seq will hold the samples indices[0..n): tells each field's cache which of its chunks
+ * that batch will use. Call in increasing seq order from one thread at a time (the ring's plan
+ * callback), at most *ahead batches past the newest batch claimed. */
+void hfeed__reader_expect(struct hfeed__reader *r, uint64_t seq, const uint64_t *indices, size_t n);
+
+/* Forgets every expectation; call only while no worker runs (the loader seeks). */
+void hfeed__reader_forget(struct hfeed__reader *r);
 
 /* Sums the workers' counters. */
 void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader_stats *out);

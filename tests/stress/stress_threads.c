@@ -19,7 +19,7 @@
 #include "h5feed.h"
 
 #define ROWS 3000u
-#define COLS 24u
+#define COLS 64u /* 1.5 MB of float64: more than cache_mb 1 holds */
 
 static int failures;
 
@@ -246,7 +246,10 @@ int main(int argc, char **argv)
                            ", \"workers\": 3, \"prefetch\": 3, \"batch_size\": 64, \"shuffle\": "
                            "\"global\", \"epochs\": 2, \"device\": \"fake\"",
                            ", \"workers\": 2, \"prefetch\": 1, \"batch_size\": 50, \"shuffle\": "
-                           "\"chunk\", \"epochs\": 2, \"device\": \"fake\", \"pinned\": false"};
+                           "\"chunk\", \"epochs\": 2, \"device\": \"fake\", \"pinned\": false",
+                           /* The caches' foresight: the gzip chunks do not all fit 1 MiB. */
+                           ", \"workers\": 3, \"prefetch\": 5, \"batch_size\": 64, \"shuffle\": "
+                           "\"global\", \"epochs\": 2, \"cache_mb\": 1"};
     /* Repeated, because interleavings differ from run to run. */
     for (int rep = 0; rep < 4; rep++)
         for (size_t p = 0; p < 3; p++)
@@ -260,6 +263,7 @@ int main(int argc, char **argv)
         close_early("close early, fake device", paths[p], modes[4]);
         seek_run("seek", paths[p], modes[1]);
         seek_run("seek, fake device", paths[p], modes[4]);
+        seek_run("seek, chunks that do not fit the cache", paths[p], modes[6]);
     }
     struct par_arg args[3] = {{contig, modes[0]}, {plain, modes[4]}, {gzip, modes[5]}};
     pthread_t t[3];

@@ -137,6 +137,54 @@ Test(costmodel, global_decodes_fall_as_the_cache_grows)
     cr_expect_float_eq(last, 1024.0, 1e-3); /* 128 MiB holds all 1024 chunks */
 }
 
+/* The loader's caches see the next batches' chunks (chunkcache.h: foresight) and keep those
+ * needed soonest, where LRU keeps what the sorted scans evict first. */
+Test(costmodel, foresight_beats_lru_and_keeps_the_model_bounds)
+{
+    const struct hfeed__cost_source s = gz_source(4096); /* 64 chunks of 128 KiB */
+    double last = INFINITY;
+    for (uint64_t mib = 1; mib <= 8; mib++) { /* 8 .. 64 entries */
+        struct hfeed__cost_params p = one_source(&s, mib * MIB);
+        hfeed_shuffle_cost lru[HFEED_SHUFFLE_MODES], seen[HFEED_SHUFFLE_MODES];
+        struct hfeed__cost_cache cache;
+        hfeed__cost_model(&p, lru, &cache);
+        p.horizon = HFEED__CHUNKCACHE_HORIZON;
+        hfeed__cost_model(&p, seen, &cache);
+        const double g = seen[HFEED_SHUFFLE_GLOBAL].chunk_decodes;
+        cr_expect_leq(g, lru[HFEED_SHUFFLE_GLOBAL].chunk_decodes, "%llu MiB",
+                      (unsigned long long)mib);
+        cr_expect_geq(g, 64.0 - 1e-9, "%llu MiB: fewer decodes than chunks",
+                      (unsigned long long)mib);
+        cr_expect_leq(g, last, "%llu MiB: more decodes with a bigger cache",
+                      (unsigned long long)mib);
+        last = g;
+        if (mib < 8)
+            cr_expect_lt(g, 0.8 * lru[HFEED_SHUFFLE_GLOBAL].chunk_decodes, "%llu MiB: %f vs %f",
+                         (unsigned long long)mib, g, lru[HFEED_SHUFFLE_GLOBAL].chunk_decodes);
+        else
+            cr_expect_float_eq(g, 64.0, 1e-6);
+    }
+    /* Against a simulation of the cache's policy (a script replaying a global-shuffle epoch of
+     * 131072 samples over 512 chunks of 256 rows, batches of 256, 8 batches of foresight):
+     * 52,159 decodes with 128 entries, 25,874 with 256 and 9,800 with 384. */
+    struct hfeed__cost_source big = gz_source(131072);
+    big.group_rows = big.block_rows = 256;
+    big.chunk_bytes = 256 * 2048;
+    const double simulated[3] = {52159.0, 25874.0, 9800.0};
+    for (int i = 0; i < 3; i++) {
+        struct hfeed__cost_params p = one_source(&big, (uint64_t)(i + 1) * 128 * big.chunk_bytes);
+        p.batch_size = 256;
+        p.horizon = HFEED__CHUNKCACHE_HORIZON;
+        hfeed_shuffle_cost out[HFEED_SHUFFLE_MODES];
+        struct hfeed__cost_cache cache;
+        hfeed__cost_model(&p, out, &cache);
+        cr_expect_eq(cache.entries, (uint64_t)(i + 1) * 128);
+        const double g = out[HFEED_SHUFFLE_GLOBAL].chunk_decodes;
+        cr_expect(fabs(g - simulated[i]) <= 0.08 * simulated[i],
+                  "%d entries: model %f, simulated %f", (i + 1) * 128, g, simulated[i]);
+    }
+}
+
 Test(costmodel, a_rank_pays_for_its_share)
 {
     const struct hfeed__cost_source s = gz_source(4096);

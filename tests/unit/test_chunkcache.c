@@ -1,0 +1,202 @@
+/* Unit tests of loader/chunkcache: which entry is reused. Without foresight the least recently
+ * used idle entry; with it (chunkcache.h) first the oldest entry no expected batch needs, then
+ * the one needed farthest ahead; an acquire by the expecting batch ends its expectation; forget
+ * drops them all; the horizon rule. Every chunk's bytes are checked against its key, so an
+ * entry handed out under the wrong key would show. Single-threaded: the threaded use is the
+ * loader's, under TSan in tests/stress. */
+#include <criterion/criterion.h>
+
+#include <string.h>
+
+#include "chunkcache.h"
+
+#define ENTRY 64 /* bytes per chunk */
+
+/* Counts decodes per key and fills a chunk with its key. */
+struct source {
+    unsigned decodes[16];
+    uint64_t key; /* the chunk the next decode is for */
+};
+
+static hfeed_status decode(void *ctx, unsigned char *dst, struct hfeed__err *err)
+{
+    (void)err;
+    struct source *s = ctx;
+    s->decodes[s->key]++;
+    memset(dst, (int)('A' + s->key), ENTRY);
+    return HFEED_OK;
+}
+
+static struct hfeed__chunkcache *make(unsigned entries, uint64_t nkeys, unsigned lag)
+{
+    struct hfeed__chunkcache *c = NULL;
+    struct hfeed__err err = {0};
+    cr_assert_eq(hfeed__chunkcache_create((size_t)entries * ENTRY, ENTRY, nkeys, lag, &c, &err),
+                 HFEED_OK, "%s", err.msg);
+    return c;
+}
+
+/* Batch seq uses chunk key: acquire, check its bytes, release. */
+static void use(struct hfeed__chunkcache *c, struct source *s, uint64_t key, uint64_t seq)
+{
+    unsigned char own[ENTRY];
+    const unsigned char *data = NULL;
+    void *token = NULL;
+    struct hfeed__err err = {0};
+    s->key = key;
+    cr_assert_eq(hfeed__chunkcache_acquire(c, key, seq, true, decode, s, own, &data, &token, &err),
+                 HFEED_OK, "%s", err.msg);
+    for (size_t i = 0; i < ENTRY; i++)
+        cr_assert_eq(data[i], 'A' + key, "chunk %llu byte %zu: %c", (unsigned long long)key, i,
+                     data[i]);
+    hfeed__chunkcache_release(c, token, seq);
+}
+
+static void expect1(struct hfeed__chunkcache *c, uint64_t seq, uint64_t key)
+{
+    hfeed__chunkcache_expect(c, seq, &key, 1);
+}
+
+Test(chunkcache, lru_without_foresight)
+{
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 0, 3);
+    cr_assert(!hfeed__chunkcache_foresees(c));
+    use(c, &s, 0, 0);
+    use(c, &s, 1, 0);
+    use(c, &s, 0, 0); /* 0 is now the newer */
+    use(c, &s, 2, 0); /* evicts 1 */
+    use(c, &s, 0, 0);
+    cr_assert_eq(s.decodes[0], 1);
+    use(c, &s, 1, 0);
+    cr_assert_eq(s.decodes[1], 2, "LRU kept the older chunk");
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, keeps_what_an_expected_batch_needs)
+{
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 10, 3);
+    cr_assert(hfeed__chunkcache_foresees(c));
+    expect1(c, 1, 0); /* batch 1 will need chunk 0 */
+    use(c, &s, 0, 0);
+    use(c, &s, 1, 0);
+    use(c, &s, 2, 0); /* LRU would evict 0, the oldest; foresight evicts 1 */
+    use(c, &s, 0, 1);
+    cr_assert_eq(s.decodes[0], 1, "the chunk batch 1 expected was evicted");
+    use(c, &s, 1, 1);
+    cr_assert_eq(s.decodes[1], 2);
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, evicts_the_chunk_needed_farthest_ahead)
+{
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(3, 10, 3);
+    expect1(c, 1, 0);
+    expect1(c, 3, 1);
+    expect1(c, 2, 2);
+    use(c, &s, 0, 0);
+    use(c, &s, 1, 0);
+    use(c, &s, 2, 0);
+    use(c, &s, 3, 0); /* full: 1 (next use at 3) goes, neither the oldest nor the newest */
+    use(c, &s, 0, 1);
+    use(c, &s, 2, 2);
+    cr_assert_eq(s.decodes[0] + s.decodes[2], 2, "a chunk needed sooner was evicted");
+    use(c, &s, 1, 3);
+    cr_assert_eq(s.decodes[1], 2, "the chunk needed farthest ahead stayed");
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, an_expectation_moves_an_idle_chunk)
+{
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 10, 3);
+    use(c, &s, 0, 0);
+    use(c, &s, 1, 0); /* both idle and unneeded; 0 the oldest */
+    expect1(c, 2, 0); /* now 0 is needed */
+    use(c, &s, 2, 1); /* evicts 1 */
+    use(c, &s, 0, 2);
+    cr_assert_eq(s.decodes[0], 1, "the idle chunk that became needed was evicted");
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, using_a_chunk_ends_its_expectation)
+{
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 10, 3);
+    expect1(c, 1, 0);
+    expect1(c, 2, 1);
+    use(c, &s, 1, 1);
+    use(c, &s, 0, 1); /* batch 1 has used it: no longer needed */
+    use(c, &s, 2, 1); /* evicts 0 (unneeded, the newer) rather than 1 (needed by batch 2) */
+    use(c, &s, 1, 2);
+    cr_assert_eq(s.decodes[1], 1, "a needed chunk went before one already used");
+    use(c, &s, 0, 2);
+    cr_assert_eq(s.decodes[0], 2);
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, expectations_wrap_around_the_window)
+{
+    /* Sequence numbers past 64 reuse the mask's bits: the order must follow the window. */
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 10, 3);
+    const uint64_t base = 1000; /* 1000 % 64 = 40 */
+    expect1(c, base + 30, 0);   /* bit 6 */
+    expect1(c, base + 5, 1);    /* bit 45 */
+    use(c, &s, 1, base);
+    use(c, &s, 0, base);
+    use(c, &s, 2, base); /* 0 is needed at +30, 1 at +5: 0, the newer, goes */
+    use(c, &s, 1, base + 5);
+    cr_assert_eq(s.decodes[1], 1, "the wrapped-around order evicted the nearer chunk");
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, forget_drops_expectations)
+{
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 10, 3);
+    expect1(c, 1, 0);
+    use(c, &s, 0, 0);
+    hfeed__chunkcache_forget(c);
+    use(c, &s, 1, 0);
+    use(c, &s, 2, 0); /* 0 is no longer needed and the older: it goes */
+    use(c, &s, 1, 1);
+    cr_assert_eq(s.decodes[1], 1);
+    use(c, &s, 0, 1);
+    cr_assert_eq(s.decodes[0], 2, "an expectation survived forget");
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, foresight_only_where_it_pays)
+{
+    struct hfeed__chunkcache *c = make(4, 4, 3); /* every key fits: nothing is ever evicted */
+    cr_assert(!hfeed__chunkcache_foresees(c));
+    hfeed__chunkcache_destroy(c);
+    c = make(4, 5, HFEED__CHUNKCACHE_MAX_LAG + 1); /* a lag the mask cannot cover */
+    cr_assert(!hfeed__chunkcache_foresees(c));
+    hfeed__chunkcache_destroy(c);
+    c = make(4, 5, HFEED__CHUNKCACHE_MAX_LAG);
+    cr_assert(hfeed__chunkcache_foresees(c));
+    cr_assert_eq(hfeed__chunkcache_memory(c), 4 * ENTRY + 5 * sizeof(uint64_t));
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, horizon_fits_the_lag)
+{
+    cr_assert_eq(hfeed__chunkcache_horizon(1), HFEED__CHUNKCACHE_HORIZON);
+    cr_assert_eq(hfeed__chunkcache_horizon(4), HFEED__CHUNKCACHE_HORIZON);
+    for (unsigned slots = 1; slots <= 40; slots++) {
+        const unsigned h = hfeed__chunkcache_horizon(slots);
+        if (h == 0) {
+            cr_assert_geq(slots - 1, HFEED__CHUNKCACHE_MAX_LAG, "slots %u: no horizon", slots);
+            continue;
+        }
+        /* 2 * lag < 64 keeps every pending batch within the 64-bit window (chunkcache.h). */
+        cr_assert_leq(slots - 1 + h, HFEED__CHUNKCACHE_MAX_LAG, "slots %u, horizon %u", slots, h);
+        cr_assert_lt(2 * HFEED__CHUNKCACHE_MAX_LAG, 64u);
+    }
+    cr_assert_eq(hfeed__chunkcache_horizon(31), 1u);
+    cr_assert_eq(hfeed__chunkcache_horizon(32), 0u);
+}
