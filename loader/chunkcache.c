@@ -241,9 +241,10 @@ uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double
 {
     const double mib = (double)(1u << 20);
     const uint64_t need = (uint64_t)ceil(all_bytes / mib);
-    if (!global_shuffle || need <= HFEED__CACHE_AUTO_BASE_MB || all_bytes > limit_bytes)
-        return HFEED__CACHE_AUTO_BASE_MB;
-    return need;
+    if (!global_shuffle || need <= HFEED__CACHE_AUTO_BASE_MB) return HFEED__CACHE_AUTO_BASE_MB;
+    if (all_bytes <= limit_bytes) return need;
+    const uint64_t most = (uint64_t)floor(limit_bytes / mib);
+    return most > HFEED__CACHE_AUTO_BASE_MB ? most : HFEED__CACHE_AUTO_BASE_MB;
 }
 
 double hfeed__chunkcache_auto_limit(void)

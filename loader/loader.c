@@ -329,8 +329,8 @@ static void stop_stages(struct hfeed_loader *l)
 
 /* Settles cache_mb once the chunks are known: "auto" may raise it (chunkcache.h), and says so.
  * Global shuffle draws every sample from anywhere, so a compressed chunk that leaves the cache
- * is decoded again for each later sample of it: when the cache cannot hold every chunk, a
- * warning says so (the user would otherwise see only a slow run; h5feed inspect says how slow). */
+ * is decoded again for a later sample of it: when the cache cannot hold every chunk, a warning
+ * says so (the user would otherwise see only a slow run; h5feed inspect says how slow). */
 static void plan_cache(struct hfeed_loader *l, const struct hfeed__logger *log)
 {
     struct hfeed__config *cfg = l->cfg;
@@ -340,15 +340,20 @@ static void plan_cache(struct hfeed_loader *l, const struct hfeed__logger *log)
     if (cfg->cache_auto) {
         cfg->cache_mb = hfeed__chunkcache_auto_mb(global, (double)all,
                                                   hfeed__chunkcache_auto_limit());
-        if (cfg->cache_mb > HFEED__CACHE_AUTO_BASE_MB)
+        if (cfg->cache_mb > HFEED__CACHE_AUTO_BASE_MB && all <= cfg->cache_mb << 20)
             hfeed__log(log, HFEED_LOG_INFO,
                        "cache_mb \"auto\": %llu MiB, every compressed chunk, for global shuffle",
+                       (unsigned long long)cfg->cache_mb);
+        else if (cfg->cache_mb > HFEED__CACHE_AUTO_BASE_MB)
+            hfeed__log(log, HFEED_LOG_INFO,
+                       "cache_mb \"auto\": %llu MiB for global shuffle, an eighth of this "
+                       "machine's memory per local rank",
                        (unsigned long long)cfg->cache_mb);
     }
     if (!global || all <= cfg->cache_mb << 20) return;
     hfeed__log(log, HFEED_LOG_WARN,
                "cache_mb %llu holds %.0f%% of the %llu MiB the compressed chunks decode to: "
-               "global shuffle will decode most chunks many times per epoch (h5feed inspect "
+               "global shuffle will decode many chunks several times per epoch (h5feed inspect "
                "--config estimates how many); cache_mb %llu holds them all, and \"shuffle\": "
                "\"chunk\" decodes each about once",
                (unsigned long long)cfg->cache_mb,

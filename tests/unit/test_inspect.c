@@ -243,18 +243,21 @@ Test(costmodel, small_chunks_take_small_entries)
                            out[k * HFEED_SHUFFLE_MODES + HFEED_SHUFFLE_GLOBAL].chunk_decodes);
 }
 
-Test(chunkcache, auto_holds_every_chunk_for_global_shuffle_when_all_fit)
+Test(chunkcache, auto_holds_every_chunk_it_can_for_global_shuffle)
 {
     const double mib = 1048576.0, gib = 1024 * mib;
     /* Only global shuffle gains from holding every chunk; none and chunk keep the base. */
     cr_expect_eq(hfeed__chunkcache_auto_mb(false, 1025 * mib, 8 * gib), 256);
     cr_expect_eq(hfeed__chunkcache_auto_mb(true, 1025 * mib, 8 * gib), 1025);
     cr_expect_eq(hfeed__chunkcache_auto_mb(true, 1024 * mib + 1, 8 * gib), 1025, "rounded up");
-    /* Never below the base, never over the limit: a partial cache would thrash anyway. */
+    /* Never below the base, never over the limit: as many chunks as the limit holds. */
     cr_expect_eq(hfeed__chunkcache_auto_mb(true, 100 * mib, 8 * gib), 256);
     cr_expect_eq(hfeed__chunkcache_auto_mb(true, 0.0, 8 * gib), 256);
-    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 9 * gib, 8 * gib), 256);
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 9 * gib, 8 * gib), 8192);
     cr_expect_eq(hfeed__chunkcache_auto_mb(true, 8 * gib, 8 * gib), 8192);
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 9 * gib, 8 * gib + mib / 2), 8192, "floor");
+    cr_expect_eq(hfeed__chunkcache_auto_mb(true, 9 * gib, 100 * mib), 256, "limit below base");
+    cr_expect_eq(hfeed__chunkcache_auto_mb(false, 9 * gib, 8 * gib), 256);
 }
 
 Test(chunkcache, auto_limit_is_an_eighth_of_memory_per_local_rank)
