@@ -234,7 +234,7 @@ hfeed_status hfeed__inspect_fields_finish(hfeed_report *r, struct hfeed__err *er
                                          .src = src};
     struct hfeed__cost_cache cache;
     if (cfg->cache_auto) {
-        /* Settle "auto" as the loader does (loader.c), from what every chunk decodes to. */
+        /* Settle "auto" as the loader does (loader_open.c), from what every chunk decodes to. */
         hfeed__cost_model(&p, cost, &cache);
         p.cache_bytes = MIB * hfeed__chunkcache_auto_mb(cfg->shuffle == HFEED__SHUFFLE_GLOBAL,
                                                         cache.bytes_all,
