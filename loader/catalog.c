@@ -6,11 +6,13 @@
  * the open with a message that names the file, the dataset and the field. */
 #include "catalog.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -396,6 +398,47 @@ static hfeed_status alloc_catalog(const struct hfeed__config *cfg, struct paths 
     return HFEED_OK;
 }
 
+/* Descriptors the process has open now (Linux: /proc/self/fd), or 0 when that cannot be read. */
+static uint64_t open_descriptors(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) return 0;
+    uint64_t n = 0;
+    for (const struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* not the directory's own */
+}
+
+/* A loader keeps every file open: HDF5's handle, and with the direct path a descriptor for pread
+ * (plus a mapping, which needs none). A glob over thousands of shard files can pass the soft
+ * RLIMIT_NOFILE (often 1024), and HDF5 would then fail deep in its stack on whichever file came
+ * last: say so before opening any, with the numbers and the fix. */
+static hfeed_status check_descriptors(size_t nfiles, bool direct, struct hfeed__err *err)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return HFEED_OK;
+    const uint64_t each = direct ? 2 : 1, headroom = 16; /* HDF5, logging, the caller's */
+    const uint64_t open_now = open_descriptors();
+    const uint64_t need = open_now + each * (uint64_t)nfiles + headroom;
+    if (need <= (uint64_t)rl.rlim_cur) return HFEED_OK;
+    char hard[96] = "";
+    if (rl.rlim_max == RLIM_INFINITY || (uint64_t)rl.rlim_max >= need)
+        snprintf(hard, sizeof hard, ", which the hard limit allows");
+    else
+        snprintf(hard, sizeof hard, " (the hard limit, %llu, too: limits.conf, or as root)",
+                 (unsigned long long)rl.rlim_max);
+    return HFEED__FAIL(err, HFEED_E_FILE,
+                       "files: %zu files need %llu file descriptors open at once (%llu each, "
+                       "plus the %llu open now and %llu spare), over this process's limit of "
+                       "%llu (RLIMIT_NOFILE): raise it, e.g. ulimit -n %llu%s; or use fewer, "
+                       "larger files",
+                       nfiles, (unsigned long long)(each * (uint64_t)nfiles),
+                       (unsigned long long)each, (unsigned long long)open_now,
+                       (unsigned long long)headroom, (unsigned long long)rl.rlim_cur,
+                       (unsigned long long)need, hard);
+}
+
 hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct hfeed__logger *log,
                                  struct hfeed__catalog **out, struct hfeed__err *err)
 {
@@ -404,6 +447,7 @@ hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct h
     struct hfeed__catalog *c = hfeed__calloc(1, sizeof *c);
     hfeed_status st = c == NULL ? HFEED__FAIL(err, HFEED_E_NOMEM, "catalog: out of memory")
                                 : expand(cfg, &files, err);
+    if (st == HFEED_OK) st = check_descriptors(files.n, cfg->direct, err);
     if (st == HFEED_OK) st = alloc_catalog(cfg, &files, c, err);
     for (size_t fi = 0; st == HFEED_OK && fi < files.n; fi++) {
         st = hfeed__h5_file_open(files.v[fi], &c->files[fi], err);

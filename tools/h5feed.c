@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cmd.h"
 
@@ -132,8 +133,20 @@ int hfeed_cmd_parse_u64(const char *text, uint64_t *out)
     return 0;
 }
 
+/* A loader keeps every file of a config open (two descriptors each), and a config may name
+ * thousands of shard files: the program lifts its own soft RLIMIT_NOFILE to the hard limit, as
+ * a process may. (The library never changes process limits; it says when they are too low.) */
+static void raise_descriptor_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == rl.rlim_max) return;
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl); /* failing leaves the old limit, which is still valid */
+}
+
 int main(int argc, char **argv)
 {
+    raise_descriptor_limit();
     if (argc < 2) {
         print_usage(stderr);
         return HFEED_EXIT_USAGE;

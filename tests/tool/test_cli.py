@@ -10,6 +10,7 @@ names the key at fault. Uses only the standard library and h5py. Exits non-zero 
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,34 @@ def main():
         c.check("Sanitizer" not in err and "runtime error" not in err,
                 f"{label}: sanitizer report:\n{err}")
         return rc, out, err
+
+    # Many files: the program lifts its soft descriptor limit to the hard one; where even that
+    # is too low, the open fails at once, naming the numbers and the fix.
+    many = tempfile.mkdtemp(prefix="h5feed-many-")
+    for i in range(40):
+        with h5py.File(os.path.join(many, f"s{i:03}.h5"), "w") as f:
+            f.create_dataset("x", data=np.full((4, 2), i, dtype="<f4"))
+    many_cfg = os.path.join(many, "many.json")
+    with open(many_cfg, "w") as f:
+        json.dump({"files": ["s*.h5"], "fields": [{"name": "x", "dataset": "/x"}]}, f)
+
+    def limited(soft, hard):
+        p = subprocess.run([tool, "bench", many_cfg, "--json"], capture_output=True, text=True,
+                           timeout=120, preexec_fn=lambda: resource.setrlimit(
+                               resource.RLIMIT_NOFILE, (soft, hard)))
+        return p.returncode, p.stdout, p.stderr
+
+    _, hard_now = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard_now != resource.RLIM_INFINITY and hard_now < 256:
+        print(f"SKIP: descriptor limits (the hard limit here is {hard_now})")
+    else:
+        rc, out, err = limited(48, 256)
+        c.check(rc == 0 and json.loads(out)["samples"] == 160,
+                f"40 files under a soft limit of 48 (hard 256): exit {rc}\n{out}\n{err}")
+        rc, out, err = limited(48, 48)
+        c.check(rc == 1 and "h5feed bench: file error: files: 40 files need 80 file descriptors"
+                in err and "RLIMIT_NOFILE" in err and "ulimit -n" in err,
+                f"40 files under a hard limit of 48: exit {rc}\n{err}")
 
     # The dispatcher.
     expect([], 2, err_has=["Usage: h5feed", "bench", "synth"])
