@@ -108,7 +108,7 @@ uint64_t hfeed__chunkcache_entries(size_t budget, double total, uint64_t chunks)
  * limit_bytes. Global shuffle draws each batch from everywhere, so every chunk is used again
  * and again through the epoch: each one the cache holds is decoded once, and the foresight
  * above gets more out of every extra entry (half the chunks cached: 2.6x the samples/s of a
- * sixteenth, bench/cache_policy.py). Other orders use a chunk in a few consecutive batches,
+ * sixteenth, bench/ab.py cache). Other orders use a chunk in a few consecutive batches,
  * which the base holds. Pure. */
 #define HFEED__CACHE_AUTO_BASE_MB 256u
 uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double limit_bytes);

@@ -1,8 +1,12 @@
 /* chunkio: pread-based reads of stored dataset bytes, no HDF5 (design in chunkio.h). */
+#define _DEFAULT_SOURCE 1 /* mincore(), which POSIX lacks */
 #include "chunkio.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 bool hfeed__chunkio_filtered(const struct hfeed__direct *d)
@@ -80,6 +84,46 @@ const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint
     const uint64_t c = row / d->chunk_rows, first = row - c * d->chunk_rows;
     if (first + n > d->chunk_rows || d->chunks[c].addr == HFEED__CHUNK_UNALLOCATED) return NULL;
     return d->map + d->chunks[c].addr + first * d->row_bytes;
+}
+
+/* File offset of stored row `row` of an unfiltered source; UINT64_MAX when unallocated. */
+static uint64_t row_offset(const struct hfeed__direct *d, uint64_t row)
+{
+    if (!d->chunked)
+        return d->contiguous_addr == HFEED__CHUNK_UNALLOCATED ? UINT64_MAX
+                                                              : d->contiguous_addr + row * d->row_bytes;
+    const uint64_t c = row / d->chunk_rows;
+    if (d->chunks[c].addr == HFEED__CHUNK_UNALLOCATED) return UINT64_MAX;
+    return d->chunks[c].addr + (row - c * d->chunk_rows) * d->row_bytes;
+}
+
+bool hfeed__chunkio_cached(const struct hfeed__direct *d, uint64_t row)
+{
+    if (d->map == NULL || hfeed__chunkio_filtered(d)) return true;
+    const uint64_t off = row_offset(d, row);
+    const long page = sysconf(_SC_PAGESIZE);
+    if (off == UINT64_MAX || page <= 0) return true;
+    const uintptr_t at = (uintptr_t)(d->map + off) & ~((uintptr_t)page - 1);
+    unsigned char resident = 1;
+    if (mincore((void *)at, 1, &resident) != 0) return true;
+    return (resident & 1) != 0;
+}
+
+void hfeed__chunkio_will_need(const struct hfeed__direct *d, uint64_t row, uint64_t n)
+{
+    if (hfeed__chunkio_filtered(d)) return;
+    while (n > 0) {
+        const uint64_t take =
+            d->chunked ? (d->chunk_rows - row % d->chunk_rows < n ? d->chunk_rows - row % d->chunk_rows : n)
+                       : n;
+        const uint64_t off = row_offset(d, row);
+        /* Advice only: a refusal changes nothing but the speed. */
+        if (off != UINT64_MAX)
+            (void)posix_fadvise(d->fd, (off_t)off, (off_t)(take * d->row_bytes),
+                                POSIX_FADV_WILLNEED);
+        row += take;
+        n -= take;
+    }
 }
 
 hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c,

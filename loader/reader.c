@@ -292,11 +292,48 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
     return HFEED_OK;
 }
 
+/* Rows of a batch probed for residency before it is read (hfeed__chunkio_cached). */
+#define COLD_PROBES 4
+
+/* Data not in the page cache (a dataset larger than memory, a first epoch, a cold start): read
+ * from the mapping, each row of a shuffled batch faults in alone, one disk round trip after
+ * another. So when any of a few rows spread over the batch is not cached, the kernel is asked
+ * for all of the batch's rows of that field at once (posix_fadvise WILLNEED), and the disk
+ * works on them in parallel while the worker converts the first ones. Warm data costs the
+ * probes only. (Measured on this project's machine, 256 random 8 KiB rows per batch from an
+ * evicted file: 5.7x the samples/s of reading them one by one, docs/benchmarks.md.) */
+static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
+{
+    const struct hfeed__catalog *c = w->reader->cat;
+    const size_t n = slot->samples, step = n > COLD_PROBES ? n / COLD_PROBES : 1;
+    for (size_t k = 0; k < c->nfields; k++) {
+        bool cold = false;
+        for (size_t i = 0; i < n && !cold; i += step) {
+            uint64_t row;
+            const size_t fi = hfeed__catalog_locate(c, w->picks[i].index, &row);
+            const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
+            cold = d != NULL && !hfeed__chunkio_cached(d, row);
+        }
+        for (size_t i = 0; cold && i < n;) {
+            uint64_t row;
+            const size_t fi = hfeed__catalog_locate(c, w->picks[i].index, &row);
+            size_t j = i + 1;
+            while (j < n && w->picks[j].index == w->picks[j - 1].index + 1 &&
+                   w->picks[j].index < c->file_start[fi + 1])
+                j++;
+            const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
+            if (d != NULL) hfeed__chunkio_will_need(d, row, j - i);
+            i = j;
+        }
+    }
+}
+
 /* Reads every field of the slot's batch. */
 static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
 {
     const struct hfeed__catalog *c = w->reader->cat;
     sort_picks(w, slot);
+    ask_ahead(w, slot);
     w->ndeferred = 0;
     w->seq = slot->seq;
     for (size_t k = 0; k < c->nfields; k++) {

@@ -1750,6 +1750,47 @@ Test(direct, global_shuffle_with_a_cache_delivers_correct_data)
     }
 }
 
+/* Drops a fixture file from the page cache (after fsync, so that its pages can go). */
+static void evict_file(const char *name)
+{
+    const int fd = open(fx_path(name), O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(fsync(fd), 0);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
+/* Rows not in the page cache: the workers ask for a shuffled batch's rows ahead (reader.c
+ * ask_ahead) and read them from the mapping as they arrive; the values must not change. */
+Test(direct, cold_rows_read_ahead_deliver_the_same_values)
+{
+    const fx_dataset contig = {.path = "/x", .kind = FX_FLOAT64, .rows = 3000, .ndim = 1,
+                               .shape = {64}};
+    fx_dataset chunked = contig;
+    chunked.layout = FX_CHUNKED;
+    chunked.chunk[0] = 100;
+    chunked.chunk[1] = 64;
+    fx_write_file("contig.h5", &contig, 1);
+    fx_write_file("chunked.h5", &chunked, 1);
+    const char *names[] = {"contig.h5", "chunked.h5"};
+    for (size_t i = 0; i < 2; i++) {
+        for (unsigned w = 1; w <= 3; w += 2) {
+            evict_file(names[i]);
+            struct run r;
+            run_all(fx_fmt("{\"files\": [\"%s\"], \"fields\": [%s], \"batch_size\": 64, "
+                           "\"shuffle\": \"global\", \"workers\": %u, \"device\": \"cpu\"}",
+                           names[i], field_json("x", "/x", "float32"), w),
+                    &r);
+            expect_each_sample_once(&r);
+            const struct expect x = {.field = 0, .ds = i == 0 ? &contig : &chunked,
+                                     .out = HFEED_DTYPE_FLOAT32};
+            check_expect(&r, &x, fx_fmt("%s cold, %u workers", names[i], w));
+            cr_assert_eq(r.stats.fallback_reads, 0, "%s: read through H5Dread", names[i]);
+            free_run(&r);
+        }
+    }
+}
+
 Test(direct, seek_on_the_direct_path_delivers_what_an_uninterrupted_run_does)
 {
     fx_write_file("dec.h5", &dec_ds, 1);

@@ -1,0 +1,151 @@
+/* Unit tests of loader/chunkio's read-ahead: hfeed__chunkio_cached() says whether a row's page
+ * is in the page cache, and hfeed__chunkio_will_need() brings the rows asked for (and only
+ * those chunks) into it, for contiguous and chunked storage. The file is a plain file of known
+ * bytes described by a hand-built struct hfeed__direct, evicted from the page cache with
+ * posix_fadvise(DONTNEED) after fsync; where the file system keeps it cached anyway (tmpfs),
+ * the cold half is skipped with a warning. The loader-level effect (the same values, cold) is
+ * in tests/api/test_direct.c; the speed, in bench/ab.py cold. */
+#define _DEFAULT_SOURCE 1 /* mincore() */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chunkio.h"
+#include "fixtures.h"
+
+TestSuite(chunkio, .init = fx_setup, .fini = fx_teardown);
+
+#define ROW 4096u                  /* bytes per row: a page */
+#define FILE_BYTES (16u << 20)     /* 16 MiB */
+#define CHUNK_ROWS 64u             /* chunked: 256 KiB per chunk */
+#define FAR ((8u << 20) / ROW)     /* a row 8 MiB into the file */
+
+struct file {
+    int fd;
+    unsigned char *map;
+};
+
+static struct file make_file(void)
+{
+    const char *path = fx_path("rows.bin");
+    const int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    unsigned char *buf = malloc(FILE_BYTES);
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < FILE_BYTES; i++)
+        buf[i] = (unsigned char)(i / ROW);
+    cr_assert_eq(write(fd, buf, FILE_BYTES), (ssize_t)FILE_BYTES);
+    free(buf);
+    cr_assert_eq(fsync(fd), 0);
+    void *m = mmap(NULL, FILE_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    return (struct file){fd, m};
+}
+
+static void close_file(struct file f)
+{
+    munmap(f.map, FILE_BYTES);
+    close(f.fd);
+}
+
+/* Drops the file from the page cache; false when the file system keeps it anyway. Checked
+ * with mincore() here, not with the function under test. */
+static bool evict(struct file f)
+{
+    posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+    unsigned char in[FILE_BYTES / ROW];
+    cr_assert_eq(mincore(f.map, FILE_BYTES, in), 0);
+    for (size_t i = 0; i < sizeof in; i++)
+        if (in[i] & 1) return false;
+    return true;
+}
+
+/* Whether row becomes cached within a second (WILLNEED starts the reads; it does not wait). */
+static bool becomes_cached(const struct hfeed__direct *d, uint64_t row)
+{
+    for (int i = 0; i < 200; i++) {
+        if (hfeed__chunkio_cached(d, row)) return true;
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
+    return false;
+}
+
+static struct hfeed__direct contiguous(struct file f)
+{
+    return (struct hfeed__direct){.path = "rows.bin",
+                                  .dataset = "/d",
+                                  .fd = f.fd,
+                                  .map = f.map,
+                                  .elem_size = 1,
+                                  .row_bytes = ROW,
+                                  .nrows = FILE_BYTES / ROW,
+                                  .contiguous_addr = 0};
+}
+
+Test(chunkio, contiguous_rows_come_into_the_cache_when_asked_for)
+{
+    struct file f = make_file();
+    struct hfeed__direct d = contiguous(f);
+    cr_assert(hfeed__chunkio_cached(&d, 10), "a row just written is cached");
+    if (!evict(f)) {
+        cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+        close_file(f);
+        return;
+    }
+    hfeed__chunkio_will_need(&d, 10, 3);
+    for (uint64_t r = 10; r < 13; r++)
+        cr_expect(becomes_cached(&d, r), "row %llu was asked for", (unsigned long long)r);
+    cr_expect(!hfeed__chunkio_cached(&d, FAR), "a row 8 MiB away came in too");
+    cr_expect(!hfeed__chunkio_cached(&d, 40), "row 40 came in too");
+    /* The mapping still reads the right bytes. */
+    cr_expect_eq(hfeed__chunkio_map_rows(&d, 11, 1)[0], 11);
+    close_file(f);
+}
+
+Test(chunkio, chunked_rows_are_asked_for_in_each_chunk_they_span)
+{
+    struct file f = make_file();
+    /* Two chunks stored out of order: chunk 0 at 8 MiB, chunk 1 at 0. */
+    struct hfeed__chunk_ref chunks[2] = {{.addr = (uint64_t)FAR * ROW, .size = CHUNK_ROWS * ROW},
+                                         {.addr = 0, .size = CHUNK_ROWS * ROW}};
+    struct hfeed__direct d = contiguous(f);
+    d.chunked = true;
+    d.chunk_rows = CHUNK_ROWS;
+    d.chunk_bytes = CHUNK_ROWS * ROW;
+    d.chunks = chunks;
+    d.nchunks = 2;
+    d.nrows = 2 * CHUNK_ROWS;
+    if (!evict(f)) {
+        cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+        close_file(f);
+        return;
+    }
+    /* Rows 62..65: the last two of chunk 0 (8 MiB in) and the first two of chunk 1 (at 0). */
+    hfeed__chunkio_will_need(&d, CHUNK_ROWS - 2, 4);
+    for (uint64_t r = CHUNK_ROWS - 2; r < CHUNK_ROWS + 2; r++)
+        cr_expect(becomes_cached(&d, r), "row %llu was asked for", (unsigned long long)r);
+    cr_expect_eq(hfeed__chunkio_map_rows(&d, CHUNK_ROWS - 1, 1)[0],
+                 (unsigned char)(FAR + CHUNK_ROWS - 1));
+    cr_expect_eq(hfeed__chunkio_map_rows(&d, CHUNK_ROWS, 1)[0], 0);
+    close_file(f);
+}
+
+Test(chunkio, what_cannot_be_probed_counts_as_cached)
+{
+    struct file f = make_file();
+    struct hfeed__direct d = contiguous(f);
+    d.map = NULL; /* the pread path: no mapping to probe */
+    posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+    cr_expect(hfeed__chunkio_cached(&d, 0));
+    d = contiguous(f);
+    d.contiguous_addr = HFEED__CHUNK_UNALLOCATED; /* never written: the fill value */
+    cr_expect(hfeed__chunkio_cached(&d, 0));
+    hfeed__chunkio_will_need(&d, 0, 4); /* nothing to read: must not fault or fail */
+    close_file(f);
+}
