@@ -13,7 +13,7 @@ Suites:
          and 768 of the 1 GiB the chunks decode to): where the cache's eviction rule decides how
          often each chunk is decoded (loader/chunkcache.h; made to compare the cache with
          foresight against the LRU cache it replaced).
-  cold   global shuffle over uncompressed data (contiguous, and chunked) that is not in the page
+  cold   global shuffle over data (contiguous, chunked, gzip chunks) that is not in the page
          cache (`h5feed bench --cold` evicts the file first), and the same warm (the file read
          whole just before, 32 epochs): where reading ahead of a batch's rows pays when they come
          from the disk, and must cost nothing when they are cached (reader.c ask_ahead).
@@ -88,7 +88,7 @@ def cases(a):
                 for mb in (256, 512, 768)]
     return [(f"{kind} {'cold' if cold else 'warm'}", kind,
              {} if cold else {"epochs": 32}, cold)
-            for kind in ("contig", "chunked") for cold in (True, False)]
+            for kind in ("contig", "chunked", "gzip") for cold in (True, False)]
 
 
 def main():

@@ -360,6 +360,14 @@ void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token, uint64_
     pthread_mutex_unlock(&c->mu);
 }
 
+bool hfeed__chunkcache_holds(struct hfeed__chunkcache *c, uint64_t key)
+{
+    pthread_mutex_lock(&c->mu);
+    const bool held = lookup(c, key) != NONE;
+    pthread_mutex_unlock(&c->mu);
+    return held;
+}
+
 bool hfeed__chunkcache_foresees(const struct hfeed__chunkcache *c)
 {
     return c->need != NULL;

@@ -75,6 +75,10 @@ hfeed_status hfeed__chunkcache_acquire(struct hfeed__chunkcache *c, uint64_t key
 /* seq: the releasing batch's, as in acquire. */
 void hfeed__chunkcache_release(struct hfeed__chunkcache *c, void *token, uint64_t seq);
 
+/* Whether chunk `key` is in the cache (decoded or being decoded) right now; a hint, as it may
+ * leave at once. */
+bool hfeed__chunkcache_holds(struct hfeed__chunkcache *c, uint64_t key);
+
 /* Whether the cache uses foresight (else expect and forget do nothing). */
 bool hfeed__chunkcache_foresees(const struct hfeed__chunkcache *c);
 

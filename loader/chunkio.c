@@ -86,21 +86,23 @@ const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint
     return d->map + d->chunks[c].addr + first * d->row_bytes;
 }
 
-/* File offset of stored row `row` of an unfiltered source; UINT64_MAX when unallocated. */
-static uint64_t row_offset(const struct hfeed__direct *d, uint64_t row)
+/* Where the stored bytes of row `row` begin: its own offset (unfiltered), or its chunk's
+ * (filtered: a chunk is stored and read whole); UINT64_MAX when unallocated. */
+static uint64_t stored_offset(const struct hfeed__direct *d, uint64_t row)
 {
     if (!d->chunked)
         return d->contiguous_addr == HFEED__CHUNK_UNALLOCATED ? UINT64_MAX
                                                               : d->contiguous_addr + row * d->row_bytes;
     const uint64_t c = row / d->chunk_rows;
     if (d->chunks[c].addr == HFEED__CHUNK_UNALLOCATED) return UINT64_MAX;
+    if (hfeed__chunkio_filtered(d)) return d->chunks[c].addr;
     return d->chunks[c].addr + (row - c * d->chunk_rows) * d->row_bytes;
 }
 
 bool hfeed__chunkio_cached(const struct hfeed__direct *d, uint64_t row)
 {
-    if (d->map == NULL || hfeed__chunkio_filtered(d)) return true;
-    const uint64_t off = row_offset(d, row);
+    if (d->map == NULL) return true;
+    const uint64_t off = stored_offset(d, row);
     const long page = sysconf(_SC_PAGESIZE);
     if (off == UINT64_MAX || page <= 0) return true;
     const uintptr_t at = (uintptr_t)(d->map + off) & ~((uintptr_t)page - 1);
@@ -111,16 +113,14 @@ bool hfeed__chunkio_cached(const struct hfeed__direct *d, uint64_t row)
 
 void hfeed__chunkio_will_need(const struct hfeed__direct *d, uint64_t row, uint64_t n)
 {
-    if (hfeed__chunkio_filtered(d)) return;
     while (n > 0) {
-        const uint64_t take =
-            d->chunked ? (d->chunk_rows - row % d->chunk_rows < n ? d->chunk_rows - row % d->chunk_rows : n)
-                       : n;
-        const uint64_t off = row_offset(d, row);
+        const uint64_t in_chunk = d->chunked ? d->chunk_rows - row % d->chunk_rows : n;
+        const uint64_t take = in_chunk < n ? in_chunk : n;
+        const uint64_t off = stored_offset(d, row);
+        const uint64_t len = hfeed__chunkio_filtered(d) ? d->chunks[row / d->chunk_rows].size
+                                                        : take * d->row_bytes;
         /* Advice only: a refusal changes nothing but the speed. */
-        if (off != UINT64_MAX)
-            (void)posix_fadvise(d->fd, (off_t)off, (off_t)(take * d->row_bytes),
-                                POSIX_FADV_WILLNEED);
+        if (off != UINT64_MAX) (void)posix_fadvise(d->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
         row += take;
         n -= take;
     }

@@ -59,14 +59,15 @@ hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t ro
 const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
                                              uint64_t n);
 
-/* Whether the page holding stored row `row` of an unfiltered, mapped source is in the page
- * cache (mincore); true when that cannot be known (not mapped, unallocated, filtered). One
- * syscall: a probe, not a promise (pages may come and go). */
+/* Whether the page where row `row`'s stored bytes begin (its chunk's, when filtered) is in the
+ * page cache (mincore); true when that cannot be known (not mapped, unallocated). One syscall:
+ * a probe, not a promise (pages may come and go). */
 bool hfeed__chunkio_cached(const struct hfeed__direct *d, uint64_t row);
 
-/* Asks the kernel to start reading stored rows [row, row + n) of an unfiltered source into the
- * page cache now (posix_fadvise WILLNEED, one call per chunk touched), without waiting: reads
- * issued together go to the disk together instead of one page fault at a time. Advice only. */
+/* Asks the kernel to start reading the stored bytes of rows [row, row + n) into the page cache
+ * now (posix_fadvise WILLNEED, one call per chunk touched: the rows' bytes, or the whole stored
+ * chunk when filtered), without waiting: reads issued together go to the disk together instead
+ * of one page fault or pread at a time. Advice only. */
 void hfeed__chunkio_will_need(const struct hfeed__direct *d, uint64_t row, uint64_t n);
 
 /* Reads the stored bytes of chunk c of a filtered source into buf (max_stored_chunk bytes).

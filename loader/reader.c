@@ -295,13 +295,26 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
 /* Rows of a batch probed for residency before it is read (hfeed__chunkio_cached). */
 #define COLD_PROBES 4
 
+/* Whether the bytes of row `row` of source (k, fi) must come from the file for this batch:
+ * read directly, and not already decoded in the field's chunk cache. */
+static const struct hfeed__direct *from_file(struct worker *w, size_t k, size_t fi, uint64_t row)
+{
+    const struct hfeed__reader *r = w->reader;
+    const struct hfeed__direct *d = r->cat->fields[k].sources[fi].direct;
+    if (d == NULL || !hfeed__chunkio_filtered(d)) return d;
+    const uint64_t key = r->key_base[k * r->cat->nfiles + fi] + row / d->chunk_rows;
+    return hfeed__chunkcache_holds(r->caches[k], key) ? NULL : d;
+}
+
 /* Data not in the page cache (a dataset larger than memory, a first epoch, a cold start): read
- * from the mapping, each row of a shuffled batch faults in alone, one disk round trip after
- * another. So when any of a few rows spread over the batch is not cached, the kernel is asked
- * for all of the batch's rows of that field at once (posix_fadvise WILLNEED), and the disk
- * works on them in parallel while the worker converts the first ones. Warm data costs the
- * probes only. (Measured on this project's machine, 256 random 8 KiB rows per batch from an
- * evicted file: 5.7x the samples/s of reading them one by one, docs/benchmarks.md.) */
+ * from the mapping or with pread, each row (or chunk) of a shuffled batch comes from the disk
+ * alone, one round trip after another. So when any of a few rows spread over the batch is not
+ * cached, the kernel is asked for all of the batch's rows of that field at once (posix_fadvise
+ * WILLNEED; for compressed fields, every chunk the batch needs that the chunk cache lacks), and
+ * the disk works on them in parallel while the worker converts or decodes the first ones. Warm
+ * data costs the probes only. (Measured on this project's machine, 256 random 8 KiB rows per
+ * batch from an evicted file: 5.7x the samples/s of reading them one by one,
+ * docs/benchmarks.md.) */
 static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
 {
     const struct hfeed__catalog *c = w->reader->cat;
@@ -311,9 +324,11 @@ static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
         for (size_t i = 0; i < n && !cold; i += step) {
             uint64_t row;
             const size_t fi = hfeed__catalog_locate(c, w->picks[i].index, &row);
-            const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
+            const struct hfeed__direct *d = from_file(w, k, fi, row);
             cold = d != NULL && !hfeed__chunkio_cached(d, row);
         }
+        const struct hfeed__direct *last = NULL; /* compressed: ask for each chunk once */
+        uint64_t last_chunk = 0;
         for (size_t i = 0; cold && i < n;) {
             uint64_t row;
             const size_t fi = hfeed__catalog_locate(c, w->picks[i].index, &row);
@@ -322,7 +337,19 @@ static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
                    w->picks[j].index < c->file_start[fi + 1])
                 j++;
             const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
-            if (d != NULL) hfeed__chunkio_will_need(d, row, j - i);
+            if (d != NULL && hfeed__chunkio_filtered(d)) {
+                const uint64_t chunk = row / d->chunk_rows, end = (row + j - i - 1) / d->chunk_rows;
+                for (uint64_t ch = chunk; ch <= end; ch++) {
+                    if ((d == last && ch == last_chunk) ||
+                        from_file(w, k, fi, ch * d->chunk_rows) == NULL)
+                        continue;
+                    hfeed__chunkio_will_need(d, ch * d->chunk_rows, 1);
+                    last = d;
+                    last_chunk = ch;
+                }
+            } else if (d != NULL) {
+                hfeed__chunkio_will_need(d, row, j - i);
+            }
             i = j;
         }
     }

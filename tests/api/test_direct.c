@@ -1760,8 +1760,8 @@ static void evict_file(const char *name)
     close(fd);
 }
 
-/* Rows not in the page cache: the workers ask for a shuffled batch's rows ahead (reader.c
- * ask_ahead) and read them from the mapping as they arrive; the values must not change. */
+/* Rows not in the page cache: the workers ask for a shuffled batch's rows, or its compressed
+ * chunks, ahead (reader.c ask_ahead) and read them as they arrive; the values must not change. */
 Test(direct, cold_rows_read_ahead_deliver_the_same_values)
 {
     const fx_dataset contig = {.path = "/x", .kind = FX_FLOAT64, .rows = 3000, .ndim = 1,
@@ -1770,10 +1770,15 @@ Test(direct, cold_rows_read_ahead_deliver_the_same_values)
     chunked.layout = FX_CHUNKED;
     chunked.chunk[0] = 100;
     chunked.chunk[1] = 64;
+    fx_dataset gz = chunked;
+    gz.gzip = 1;
+    gz.shuffle = true;
     fx_write_file("contig.h5", &contig, 1);
     fx_write_file("chunked.h5", &chunked, 1);
-    const char *names[] = {"contig.h5", "chunked.h5"};
-    for (size_t i = 0; i < 2; i++) {
+    fx_write_file("gz.h5", &gz, 1);
+    const char *names[] = {"contig.h5", "chunked.h5", "gz.h5"};
+    const fx_dataset *sets[] = {&contig, &chunked, &gz};
+    for (size_t i = 0; i < 3; i++) {
         for (unsigned w = 1; w <= 3; w += 2) {
             evict_file(names[i]);
             struct run r;
@@ -1782,8 +1787,7 @@ Test(direct, cold_rows_read_ahead_deliver_the_same_values)
                            names[i], field_json("x", "/x", "float32"), w),
                     &r);
             expect_each_sample_once(&r);
-            const struct expect x = {.field = 0, .ds = i == 0 ? &contig : &chunked,
-                                     .out = HFEED_DTYPE_FLOAT32};
+            const struct expect x = {.field = 0, .ds = sets[i], .out = HFEED_DTYPE_FLOAT32};
             check_expect(&r, &x, fx_fmt("%s cold, %u workers", names[i], w));
             cr_assert_eq(r.stats.fallback_reads, 0, "%s: read through H5Dread", names[i]);
             free_run(&r);

@@ -1,6 +1,7 @@
 /* Unit tests of loader/chunkio's read-ahead: hfeed__chunkio_cached() says whether a row's page
  * is in the page cache, and hfeed__chunkio_will_need() brings the rows asked for (and only
- * those chunks) into it, for contiguous and chunked storage. The file is a plain file of known
+ * those chunks) into it, for contiguous and chunked storage, and whole stored chunks when they
+ * are compressed. The file is a plain file of known
  * bytes described by a hand-built struct hfeed__direct, evicted from the page cache with
  * posix_fadvise(DONTNEED) after fsync; where the file system keeps it cached anyway (tmpfs),
  * the cold half is skipped with a warning. The loader-level effect (the same values, cold) is
@@ -133,6 +134,34 @@ Test(chunkio, chunked_rows_are_asked_for_in_each_chunk_they_span)
     cr_expect_eq(hfeed__chunkio_map_rows(&d, CHUNK_ROWS - 1, 1)[0],
                  (unsigned char)(FAR + CHUNK_ROWS - 1));
     cr_expect_eq(hfeed__chunkio_map_rows(&d, CHUNK_ROWS, 1)[0], 0);
+    close_file(f);
+}
+
+Test(chunkio, a_compressed_chunk_is_asked_for_whole)
+{
+    struct file f = make_file();
+    /* Compressed chunks of 64 rows stored in 20 pages each: chunk 0 at 8 MiB, chunk 1 at 0. */
+    struct hfeed__chunk_ref chunks[2] = {{.addr = (uint64_t)FAR * ROW, .size = 20 * ROW},
+                                         {.addr = 0, .size = 20 * ROW}};
+    struct hfeed__direct d = contiguous(f);
+    d.chunked = true;
+    d.chunk_rows = CHUNK_ROWS;
+    d.chunk_bytes = CHUNK_ROWS * ROW;
+    d.chunks = chunks;
+    d.nchunks = 2;
+    d.nrows = 2 * CHUNK_ROWS;
+    d.pipeline = (struct hfeed__pipeline){.nfilters = 1, .ids = {1}, .elem_size = 1};
+    struct hfeed__direct plain = contiguous(f); /* to probe single pages */
+    if (!evict(f)) {
+        cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+        close_file(f);
+        return;
+    }
+    cr_expect(!hfeed__chunkio_cached(&d, CHUNK_ROWS + 5), "any row probes its chunk's start");
+    hfeed__chunkio_will_need(&d, CHUNK_ROWS + 5, 1); /* one row of chunk 1: all of chunk 1 */
+    cr_expect(becomes_cached(&d, CHUNK_ROWS + 63));
+    cr_expect(becomes_cached(&plain, 19), "the chunk's last stored page");
+    cr_expect(!hfeed__chunkio_cached(&d, 0), "chunk 0 came in too");
     close_file(f);
 }
 
