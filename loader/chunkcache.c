@@ -14,9 +14,11 @@
  * use: 64 lists to look at, whatever the number of entries. */
 #include "chunkcache.h"
 
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -247,12 +249,77 @@ uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double
     return most > HFEED__CACHE_AUTO_BASE_MB ? most : HFEED__CACHE_AUTO_BASE_MB;
 }
 
+/* The number in a cgroup limit file, in bytes; false when absent or "max". */
+static bool read_limit(const char *path, double *out)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    char text[64] = "";
+    const bool got = fgets(text, sizeof text, f) != NULL;
+    fclose(f);
+    char *end = NULL;
+    const double v = got ? strtod(text, &end) : 0.0;
+    if (!got || end == text || v <= 0.0) return false;
+    *out = v;
+    return true;
+}
+
+/* The lowest limit in `file` of cgroup `path` (under `base`) and of each of its ancestors. */
+static double lowest_along(const char *base, const char *path, const char *file)
+{
+    double lowest = INFINITY, v;
+    char dir[PATH_MAX], at[PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (;;) {
+        const size_t n = strlen(dir);
+        snprintf(at, sizeof at, "%s%s/%s", base, n > 1 ? dir : "", file);
+        if (read_limit(at, &v) && v < lowest) lowest = v;
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL || n <= 1) return lowest;
+        slash[slash == dir ? 1 : 0] = '\0'; /* "/a/b" -> "/a" -> "/" */
+    }
+}
+
+double hfeed__chunkcache_cgroup_limit(const char *root)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/proc/self/cgroup", root);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return INFINITY;
+    double lowest = INFINITY;
+    char line[PATH_MAX + 256], base[PATH_MAX];
+    while (fgets(line, sizeof line, f) != NULL) {
+        /* "hierarchy-id:controllers:path\n" */
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 != NULL ? strchr(c1 + 1, ':') : NULL;
+        if (c2 == NULL) continue;
+        *c1 = *c2 = '\0';
+        const char *controllers = c1 + 1, *cg = c2 + 1;
+        double v;
+        if (strcmp(line, "0") == 0 && controllers[0] == '\0') { /* v2 */
+            snprintf(base, sizeof base, "%s/sys/fs/cgroup", root);
+            v = lowest_along(base, cg, "memory.max");
+        } else {
+            char list[256];
+            snprintf(list, sizeof list, ",%s,", controllers);
+            if (strstr(list, ",memory,") == NULL) continue;
+            snprintf(base, sizeof base, "%s/sys/fs/cgroup/memory", root);
+            v = lowest_along(base, cg, "memory.limit_in_bytes");
+        }
+        if (v < lowest) lowest = v;
+    }
+    fclose(f);
+    return lowest;
+}
+
 double hfeed__chunkcache_auto_limit(void)
 {
     static const char *const local_ranks[] = {"LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
                                               "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"};
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return 0.0; /* unknown: "auto" stays at its base */
+    /* A container or a batch job may get much less than the machine has. */
+    const double memory = fmin((double)pages * (double)page, hfeed__chunkcache_cgroup_limit(""));
     unsigned long ranks = 1;
     for (size_t i = 0; i < sizeof local_ranks / sizeof local_ranks[0]; i++) {
         const char *v = getenv(local_ranks[i]);
@@ -263,7 +330,7 @@ double hfeed__chunkcache_auto_limit(void)
             break;
         }
     }
-    return (double)pages * (double)page / 8.0 / (double)ranks;
+    return memory / 8.0 / (double)ranks;
 }
 
 void hfeed__chunkcache_destroy(struct hfeed__chunkcache *c)

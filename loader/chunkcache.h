@@ -15,9 +15,9 @@
  * evicts the chunk whose next use is farthest away (Belady's rule, over that window of batches)
  * instead of the least recently used one. That matters for global shuffle with a cache smaller
  * than the chunks: every batch reads its chunks in ascending order, so LRU evicts exactly the
- * chunks the next batch reads first, and keeps nearly nothing (simulated on 512 chunks of 256
- * rows, batches of 256, a cache of 256 chunks: LRU misses 62,958 of 103,201 uses, this rule
- * 25,777). Without foresight (a cache that holds every key, or too deep a ring) it is LRU.
+ * chunks the next batch reads first, and keeps nearly nothing (bench/cache_sim.py: 512 chunks
+ * of 256 rows, batches of 256, a cache of 256 chunks: LRU misses 62,958 of 103,201 uses, this
+ * rule 25,874). Without foresight (a cache that holds every key, or too deep a ring) it is LRU.
  * Batches are named by the ring's sequence numbers (prefetch.h). Foresight needs every seq
  * still pending at a call to lie within [now - lag, now - lag + 64), `now` being the caller's
  * seq: with a ring of S slots and expectations up to H batches past the newest claimed one,
@@ -110,17 +110,24 @@ uint64_t hfeed__chunkcache_entries(size_t budget, double total, uint64_t chunks)
 /* What "cache_mb": "auto" (the default) means, in MiB: HFEED__CACHE_AUTO_BASE_MB, raised for
  * global shuffle to hold every decoded chunk (all_bytes, every field), or as many as fit within
  * limit_bytes. Global shuffle draws each batch from everywhere, so every chunk is used again
- * and again through the epoch: each one the cache holds is decoded once, and the foresight
- * above gets more out of every extra entry (half the chunks cached: 2.6x the samples/s of a
- * sixteenth, bench/ab.py cache). Other orders use a chunk in a few consecutive batches,
- * which the base holds. Pure. */
+ * and again through the epoch, and with the foresight above each extra entry pays (on the
+ * 1 GiB bench file, half the chunks cached gave 1.84x the samples/s of a quarter; see
+ * docs/benchmarks.md). Other orders use a chunk in a few consecutive batches, which the base
+ * holds. Pure. */
 #define HFEED__CACHE_AUTO_BASE_MB 256u
 uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double limit_bytes);
 
-/* The most "auto" may take: an eighth of the machine's physical memory, divided among the
- * ranks the launcher says share it (LOCAL_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_SIZE,
- * SLURM_NTASKS_PER_NODE, MPI_LOCALNRANKS; one rank when none is set). */
+/* The most "auto" may take: an eighth of the memory this process may use (the machine's, or
+ * less where its cgroup says so: hfeed__chunkcache_cgroup_limit), divided among the ranks the
+ * launcher says share it (LOCAL_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE,
+ * MPI_LOCALNRANKS; one rank when none is set). */
 double hfeed__chunkcache_auto_limit(void);
+
+/* The lowest memory limit, in bytes, of the cgroups /proc/self/cgroup names, each and its
+ * ancestors (v2: memory.max; v1, the memory controller: memory.limit_in_bytes), read under
+ * `root` ("" for the real files; tests pass a fake tree); INFINITY when none is set. A
+ * container's or a batch job's limit, which physical memory does not show. */
+double hfeed__chunkcache_cgroup_limit(const char *root);
 
 size_t hfeed__chunkcache_memory(const struct hfeed__chunkcache *c);
 void hfeed__chunkcache_get_stats(struct hfeed__chunkcache *c, struct hfeed__chunkcache_stats *out);

@@ -154,8 +154,9 @@ static double lru_hit(double pool, double draws, double e)
  * needs, in LRU order: each survives about tau batches there, and hits when j <= horizon + tau,
  * tau such that t * (sum_{j<=horizon+tau} j P(j) + tau P(j > horizon + tau)) fills the cache.
  * One entry is always taken by the chunk being converted, whatever its next use. Checked
- * against a simulation of the policy within 12% (global shuffle, 64 to 16384 chunks, a cache
- * of 1/8 to 3/4 of them), and against the loader by tests/tool/test_inspect.py. */
+ * against simulations of the policy (bench/cache_sim.py; global shuffle, 64 to 16384 chunks,
+ * caches of 1/8 to 3/4 of them): within 5% for caches of a hundred entries or more, and up to
+ * 10% too few decodes for smaller ones; and against the loader by tests/tool/test_inspect.py. */
 static double foresight_hit(double pool, double draws, double e, unsigned horizon)
 {
     if (e >= pool) return 1.0;

@@ -153,6 +153,57 @@ Test(chunkcache, expectations_wrap_around_the_window)
     hfeed__chunkcache_destroy(c);
 }
 
+Test(chunkcache, the_next_use_is_the_nearest_of_several_across_the_wrap)
+{
+    /* A key expected by two batches on either side of the mod-64 wrap: its next use is the
+     * nearer one, counted from the window's start, not the lowest bit. */
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 10, 3);
+    const uint64_t base = 1000; /* 1000 % 64 = 40 */
+    expect1(c, base + 5, 0);    /* bit 45: key 0 needed soon ... */
+    expect1(c, base + 30, 0);   /* ... and again at bit 6 */
+    expect1(c, base + 20, 1);   /* bit 60: key 1 needed in between */
+    use(c, &s, 0, base);
+    use(c, &s, 1, base);
+    use(c, &s, 2, base); /* key 1 (next use +20) goes, not key 0 (+5) */
+    use(c, &s, 0, base + 5);
+    cr_assert_eq(s.decodes[0], 1, "the key needed soonest was evicted");
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, an_older_pending_batch_counts_as_near)
+{
+    /* Another worker's batch older than the caller is still pending: with the window starting
+     * lag batches back it is near, not 64 batches ahead. */
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 10, 8);
+    expect1(c, 5, 0);
+    expect1(c, 12, 1);
+    use(c, &s, 0, 3);
+    use(c, &s, 1, 3);
+    use(c, &s, 2, 10); /* a worker on batch 10 while batch 5 is pending: key 1 (+12) goes */
+    use(c, &s, 0, 5);
+    cr_assert_eq(s.decodes[0], 1, "the chunk of the older pending batch was evicted");
+    hfeed__chunkcache_destroy(c);
+}
+
+Test(chunkcache, forget_clears_what_a_later_release_would_read)
+{
+    /* forget must drop the expectations themselves, not only move the idle entries: an entry
+     * used again after forget is parked by its (cleared) expectations. */
+    struct source s = {0};
+    struct hfeed__chunkcache *c = make(2, 10, 3);
+    expect1(c, 1, 0);
+    use(c, &s, 0, 0);
+    hfeed__chunkcache_forget(c);
+    use(c, &s, 0, 0); /* parked again: unneeded, the older */
+    use(c, &s, 1, 0);
+    use(c, &s, 2, 0); /* 0 goes */
+    use(c, &s, 1, 1);
+    cr_assert_eq(s.decodes[1], 1, "an expectation survived forget and kept chunk 0");
+    hfeed__chunkcache_destroy(c);
+}
+
 Test(chunkcache, forget_drops_expectations)
 {
     struct source s = {0};

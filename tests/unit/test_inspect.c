@@ -10,7 +10,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -164,9 +166,9 @@ Test(costmodel, foresight_beats_lru_and_keeps_the_model_bounds)
         else
             cr_expect_float_eq(g, 64.0, 1e-6);
     }
-    /* Against a simulation of the cache's policy (a script replaying a global-shuffle epoch of
-     * 131072 samples over 512 chunks of 256 rows, batches of 256, 8 batches of foresight):
-     * 52,159 decodes with 128 entries, 25,874 with 256 and 9,800 with 384. */
+    /* Against a simulation of the cache's policy (bench/cache_sim.py, its defaults: a
+     * global-shuffle epoch of 131072 samples over 512 chunks of 256 rows, batches of 256, 8
+     * batches of foresight): 52,159 decodes with 128 entries, 25,874 with 256, 9,800 with 384. */
     struct hfeed__cost_source big = gz_source(131072);
     big.group_rows = big.block_rows = 256;
     big.chunk_bytes = 256 * 2048;
@@ -258,6 +260,52 @@ Test(chunkcache, auto_holds_every_chunk_it_can_for_global_shuffle)
     cr_expect_eq(hfeed__chunkcache_auto_mb(true, 9 * gib, 8 * gib + mib / 2), 8192, "floor");
     cr_expect_eq(hfeed__chunkcache_auto_mb(true, 9 * gib, 100 * mib), 256, "limit below base");
     cr_expect_eq(hfeed__chunkcache_auto_mb(false, 9 * gib, 8 * gib), 256);
+}
+
+/* Writes text to dir/rel, creating the folders on the way. */
+static void put(const char *dir, const char *rel, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        mkdir(path, 0700);
+        *p = '/';
+    }
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(chunkcache, cgroup_limits_bound_auto)
+{
+    char root[] = "/tmp/h5feed-cgroup-XXXXXX";
+    cr_assert_not_null(mkdtemp(root));
+    /* No /proc/self/cgroup: no limit. */
+    cr_expect(isinf(hfeed__chunkcache_cgroup_limit(root)));
+    /* v2: the lowest memory.max along the path; "max" is none. */
+    put(root, "proc/self/cgroup", "0::/job/step\n");
+    put(root, "sys/fs/cgroup/job/step/memory.max", "max\n");
+    put(root, "sys/fs/cgroup/job/memory.max", "1073741824\n");
+    cr_expect_float_eq(hfeed__chunkcache_cgroup_limit(root), 1073741824.0, 0.5);
+    put(root, "sys/fs/cgroup/job/step/memory.max", "536870912\n");
+    cr_expect_float_eq(hfeed__chunkcache_cgroup_limit(root), 536870912.0, 0.5);
+    /* v1: the memory controller's line (in a list), memory.limit_in_bytes; the kernel's
+     * "unlimited" is just a huge number. */
+    put(root, "proc/self/cgroup", "5:cpu,memory:/pod\n3:pids:/\n0::/\n");
+    put(root, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
+    put(root, "sys/fs/cgroup/memory/pod/memory.limit_in_bytes", "2147483648\n");
+    cr_expect_float_eq(hfeed__chunkcache_cgroup_limit(root), 2147483648.0, 0.5);
+    /* A lower limit on the v2 line too ("0::/", the root's memory.max): the lowest wins. */
+    put(root, "sys/fs/cgroup/memory.max", "1000000\n");
+    cr_expect_float_eq(hfeed__chunkcache_cgroup_limit(root), 1000000.0, 0.5);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    cr_assert_eq(system(cmd), 0);
+    /* This machine's real answer never exceeds its physical memory in the limit "auto" uses. */
+    const double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    cr_expect_leq(hfeed__chunkcache_auto_limit(), phys / 8.0 + 1.0);
 }
 
 Test(chunkcache, auto_limit_is_an_eighth_of_memory_per_local_rank)

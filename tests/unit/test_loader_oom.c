@@ -13,7 +13,7 @@
 #include "h5feed.h"
 
 static char dir[64];
-static char gzip_path[128], contig_path[128];
+static char gzip_path[128], contig_path[128], big_path[128];
 
 static void write_file(const char *path, uint64_t chunk_rows, int gzip)
 {
@@ -33,6 +33,14 @@ static void setup(void)
     snprintf(contig_path, sizeof contig_path, "%s/contig.h5", dir);
     write_file(gzip_path, 32, 1);
     write_file(contig_path, 0, 0);
+    /* 2400 x 64 float64 in gzip chunks of 50 rows: 1.2 MB decoded, more than cache_mb 1, so
+     * the chunk caches use foresight (their expectation masks are among the allocations). */
+    snprintf(big_path, sizeof big_path, "%s/big.h5", dir);
+    hfeed_synth_spec big = {.rows = 2400, .sample_ndim = 1, .sample_shape = {64},
+                            .dtype = HFEED_DTYPE_FLOAT64, .chunk_rows = 50, .gzip_level = 1,
+                            .seed = 3, .label_classes = 7};
+    char err[HFEED_ERRBUF_SIZE];
+    cr_assert_eq(hfeed_synth_write(big_path, &big, err, sizeof err), HFEED_OK, "%s", err);
 }
 
 static void teardown(void)
@@ -40,6 +48,7 @@ static void teardown(void)
     hfeed__alloc_fail_after(-1);
     unlink(gzip_path);
     unlink(contig_path);
+    unlink(big_path);
     rmdir(dir);
 }
 
@@ -142,4 +151,31 @@ Test(loader_oom, transforms_clean_up_after_every_failed_allocation)
              "7, 8, 9, 10, 11, 12, 13, 14, 15]}], \"batch_size\": 64, \"workers\": 2}",
              gzip_path, contig_path);
     sweep(json, check_transforms_and_close);
+}
+
+/* The sweep with the chunk caches' foresight on (global shuffle, chunks that do not all fit). */
+static void check_count_and_close(hfeed_loader *l)
+{
+    hfeed_batch *b;
+    hfeed_status st;
+    uint64_t samples = 0;
+    while ((st = hfeed_loader_next(l, &b)) == HFEED_OK) {
+        hfeed_batch_info bi;
+        cr_assert_eq(hfeed_batch_get_info(b, &bi), HFEED_OK);
+        samples += bi.samples;
+        hfeed_batch_release(b);
+    }
+    cr_assert_eq(st, HFEED_END, "%s", hfeed_loader_errmsg(l));
+    cr_assert_eq(samples, 2400);
+    cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+}
+
+Test(loader_oom, foresight_cleans_up_after_every_failed_allocation)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"files\": [\"%s\"], \"fields\": [{\"name\": \"x\", \"dataset\": \"/features\"}],"
+             " \"batch_size\": 40, \"shuffle\": \"global\", \"workers\": 2, \"cache_mb\": 1}",
+             big_path);
+    sweep(json, check_count_and_close);
 }
