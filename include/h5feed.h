@@ -165,6 +165,10 @@ typedef struct {
     uint64_t upload_bytes;        /* bytes copied host -> device */
     uint64_t upload_ns;           /* device time spent on those copies (its events), so
                                    * upload_bytes / upload_ns is the H2D rate achieved */
+    /* Appended in 0.2 (reading ahead of data that is not cached). */
+    uint64_t read_ahead;          /* (batch, field) pairs whose rows or chunks the workers asked
+                                   * of the disk all at once, because probes found them not in
+                                   * the page cache; 0 when everything read was cached */
 } hfeed_stats;
 
 /* Opens a loader from a JSON config file. Relative paths in it are relative to its folder.

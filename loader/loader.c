@@ -162,6 +162,7 @@ hfeed_status hfeed_loader_get_stats(hfeed_loader *l, hfeed_stats *out)
     out->decode_ns = rs.decode_ns;
     out->chunk_decodes = rs.chunk_decodes;
     out->cache_hits = rs.cache_hits;
+    out->read_ahead = rs.read_ahead;
     if (l->upload != NULL) hfeed__upload_get_stats(l->upload, &out->upload_bytes, &out->upload_ns);
     return HFEED_OK;
 }

@@ -39,7 +39,8 @@ struct worker {
     struct hfeed__reader_stats local; /* this batch's counts; only this worker touches them */
     /* Published once per batch, so the consumer can sum them while workers run; aligned so
      * that two workers' counters never share a cache line. */
-    _Alignas(64) atomic_uint_fast64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads;
+    _Alignas(64) atomic_uint_fast64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads,
+        read_ahead;
 };
 
 struct hfeed__reader {
@@ -84,6 +85,7 @@ static void flush_counts(struct worker *w)
     add(&w->nan, w->local.nan);
     add(&w->overflow, w->local.overflow);
     add(&w->h5_reads, w->local.h5_reads);
+    add(&w->read_ahead, w->local.read_ahead);
     memset(&w->local, 0, sizeof w->local);
 }
 
@@ -327,6 +329,7 @@ static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
             const struct hfeed__direct *d = from_file(w, k, fi, row);
             cold = d != NULL && !hfeed__chunkio_cached(d, row);
         }
+        if (cold) count(&w->local.read_ahead, 1);
         const struct hfeed__direct *last = NULL; /* compressed: ask for each chunk once */
         uint64_t last_chunk = 0;
         for (size_t i = 0; cold && i < n;) {
@@ -569,6 +572,7 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
         out->nan += atomic_load_explicit(&w->nan, memory_order_relaxed);
         out->overflow += atomic_load_explicit(&w->overflow, memory_order_relaxed);
         out->h5_reads += atomic_load_explicit(&w->h5_reads, memory_order_relaxed);
+        out->read_ahead += atomic_load_explicit(&w->read_ahead, memory_order_relaxed);
     }
     for (size_t k = 0; r->caches != NULL && k < r->cat->nfields; k++) {
         struct hfeed__chunkcache_stats cs = {0, 0, 0};

@@ -37,6 +37,7 @@ struct hfeed__reader;
 struct hfeed__reader_stats {
     uint64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads;
     uint64_t cache_hits, chunk_decodes;
+    uint64_t read_ahead; /* (batch, field) pairs read ahead (reader.c ask_ahead) */
 };
 
 /* Allocates nworkers workers with their scratch buffers and codecs, and the decoded-chunk cache

@@ -149,8 +149,9 @@ void bench_print_json(const char *config, const struct bench_run *run)
     printf(", \"nan_values\": %" PRIu64 ", \"overflow_values\": %" PRIu64
            ", \"fallback_reads\": %" PRIu64,
            s->nan_values, s->overflow_values, s->fallback_reads);
-    printf(", \"chunk_decodes\": %" PRIu64 ", \"cache_hits\": %" PRIu64, s->chunk_decodes,
-           s->cache_hits);
+    printf(", \"chunk_decodes\": %" PRIu64 ", \"cache_hits\": %" PRIu64
+           ", \"read_ahead\": %" PRIu64,
+           s->chunk_decodes, s->cache_hits, s->read_ahead);
     printf(", \"read_seconds\": %.6f, \"decode_seconds\": %.6f, \"convert_seconds\": %.6f"
            ", \"wait_seconds\": %.6f",
            (double)s->read_ns * 1e-9, (double)s->decode_ns * 1e-9, (double)s->convert_ns * 1e-9,
@@ -214,8 +215,8 @@ void bench_print_text(const char *config, const struct bench_run *run)
     printf("  page cache  %s\n", run->warm ? "warm (files as the OS had them cached)"
                                            : "cold (--cold evicted the files before open)");
     printf("  reads       %" PRIu64 " chunks decoded, %" PRIu64 " chunk cache hits, %" PRIu64
-           " reads through H5Dread\n",
-           s->chunk_decodes, s->cache_hits, s->fallback_reads);
+           " reads through H5Dread, %" PRIu64 " batch fields read ahead (not cached)\n",
+           s->chunk_decodes, s->cache_hits, s->fallback_reads, s->read_ahead);
     printf("  digest      %s\n", digest);
     printf("%" PRIu64 " samples in %" PRIu64 " batches in %.3f s: %.0f samples/s, %.3f GB/s, "
            "digest %s\n",

@@ -1790,6 +1790,15 @@ Test(direct, cold_rows_read_ahead_deliver_the_same_values)
             const struct expect x = {.field = 0, .ds = sets[i], .out = HFEED_DTYPE_FLOAT32};
             check_expect(&r, &x, fx_fmt("%s cold, %u workers", names[i], w));
             cr_assert_eq(r.stats.fallback_reads, 0, "%s: read through H5Dread", names[i]);
+            cr_assert_gt(r.stats.read_ahead, 0, "%s cold: nothing was read ahead", names[i]);
+            free_run(&r);
+            /* Now cached: the probes find the rows, and nothing is asked ahead. */
+            run_all(fx_fmt("{\"files\": [\"%s\"], \"fields\": [%s], \"batch_size\": 64, "
+                           "\"shuffle\": \"global\", \"workers\": %u, \"device\": \"cpu\"}",
+                           names[i], field_json("x", "/x", "float32"), w),
+                    &r);
+            cr_assert_eq(r.stats.read_ahead, 0, "%s warm: %llu batch fields read ahead", names[i],
+                         (unsigned long long)r.stats.read_ahead);
             free_run(&r);
         }
     }

@@ -63,6 +63,7 @@ def main():
         share = obj.get("ready_share")
         c.check(isinstance(share, (int, float)) and 0.0 <= share <= 1.0, f"ready_share {share!r}")
         c.check(obj.get("warm") is True, f"warm {obj.get('warm')!r} without --cold")
+        c.check(obj.get("read_ahead") == 0, f"read_ahead {obj.get('read_ahead')!r}, warm")
         c.check(obj.get("samples") == total, f"samples {obj.get('samples')}")
         c.check("\r" not in err and "ETA" not in err, f"progress line on a pipe: {err!r}")
 
@@ -156,6 +157,8 @@ def main():
         rc, out, err = run("bench", cfg, "--json", "--cold", h5)
         if c.check(rc == 0, f"bench --cold exit {rc}\n{err}"):
             c.check(json.loads(out).get("warm") is False, "--cold did not report warm false")
+            ahead = json.loads(out).get("read_ahead")
+            c.check(isinstance(ahead, int) and ahead > 0, f"read_ahead {ahead!r} after --cold")
         rc, out, err = run("bench", cfg, "--cold", h5)
         c.check(rc == 0 and "page cache  cold" in out, f"text --cold: {out}")
         rc, _, err = run("bench", cfg, "--cold")
