@@ -294,6 +294,16 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
     return HFEED_OK;
 }
 
+/* The end of the run of consecutive sample indices that starts at pick i (of n sorted picks)
+ * and stays before file_end: one read per field. */
+static size_t run_end(const struct worker *w, size_t i, size_t n, uint64_t file_end)
+{
+    size_t j = i + 1;
+    while (j < n && w->picks[j].index == w->picks[j - 1].index + 1 && w->picks[j].index < file_end)
+        j++;
+    return j;
+}
+
 /* Rows of a batch probed for residency before it is read (hfeed__chunkio_cached). */
 #define COLD_PROBES 4
 
@@ -335,10 +345,7 @@ static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
         for (size_t i = 0; cold && i < n;) {
             uint64_t row;
             const size_t fi = hfeed__catalog_locate(c, w->picks[i].index, &row);
-            size_t j = i + 1;
-            while (j < n && w->picks[j].index == w->picks[j - 1].index + 1 &&
-                   w->picks[j].index < c->file_start[fi + 1])
-                j++;
+            const size_t j = run_end(w, i, n, c->file_start[fi + 1]);
             const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
             if (d != NULL && hfeed__chunkio_filtered(d)) {
                 const uint64_t chunk = row / d->chunk_rows, end = (row + j - i - 1) / d->chunk_rows;
@@ -370,11 +377,7 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
         for (size_t i = 0; i < slot->samples;) {
             uint64_t row;
             const size_t fi = hfeed__catalog_locate(c, w->picks[i].index, &row);
-            const uint64_t file_end = c->file_start[fi + 1];
-            size_t j = i + 1;
-            while (j < slot->samples && w->picks[j].index == w->picks[j - 1].index + 1 &&
-                   w->picks[j].index < file_end)
-                j++;
+            const size_t j = run_end(w, i, slot->samples, c->file_start[fi + 1]);
             const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
             if (d != NULL && hfeed__chunkio_filtered(d))
                 HFEED__CHECK(
