@@ -39,6 +39,29 @@ except ImportError:
     torch = None
 
 c = Checker()
+# ---- the ctypes mirrors of the header's plain-data structs: same fields, same order -------
+# (a struct that grew in h5feed.h but not here would be written past its end by the library)
+
+def header_fields(typedef):
+    """Field names of `typedef struct { ... } NAME;` in include/h5feed.h, in order."""
+    import re
+    with open(os.path.join(HERE, "..", "..", "include", "h5feed.h")) as f:
+        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    body = re.findall(r"typedef struct \{([^{}]*)\}\s*" + typedef + r";", text)
+    assert len(body) == 1, typedef
+    names = []
+    for decl in body[0].split(";"):
+        decl = re.sub(r"\[[^\]]*\]", "", decl).strip()  # arrays: the name is what counts
+        names += [re.findall(r"\w+", piece)[-1] for piece in decl.split(",") if decl]
+    return names
+
+
+for mirror, typedef in ((h5feed._Stats, "hfeed_stats"), (h5feed._LoaderInfo, "hfeed_loader_info"),
+                        (h5feed._BatchInfo, "hfeed_batch_info"), (h5feed._Tensor, "hfeed_tensor")):
+    ours = [n for n, _ in mirror._fields_]
+    theirs = header_fields(typedef)
+    c.check(ours == theirs, f"{mirror.__name__} fields {ours} differ from {typedef}'s {theirs}")
+
 tmp = tempfile.mkdtemp(prefix="h5feed-binding-")
 rng = np.random.default_rng(7)
 
