@@ -312,14 +312,20 @@ double hfeed__chunkcache_cgroup_limit(const char *root)
     return lowest;
 }
 
+double hfeed__chunkcache_usable_memory(void)
+{
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0.0;
+    /* A container or a batch job may get much less than the machine has. */
+    return fmin((double)pages * (double)page, hfeed__chunkcache_cgroup_limit(""));
+}
+
 double hfeed__chunkcache_auto_limit(void)
 {
     static const char *const local_ranks[] = {"LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
                                               "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"};
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || page <= 0) return 0.0; /* unknown: "auto" stays at its base */
-    /* A container or a batch job may get much less than the machine has. */
-    const double memory = fmin((double)pages * (double)page, hfeed__chunkcache_cgroup_limit(""));
+    const double memory = hfeed__chunkcache_usable_memory();
+    if (memory <= 0.0) return 0.0; /* unknown: "auto" stays at its base */
     unsigned long ranks = 1;
     for (size_t i = 0; i < sizeof local_ranks / sizeof local_ranks[0]; i++) {
         const char *v = getenv(local_ranks[i]);

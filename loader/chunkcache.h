@@ -123,6 +123,10 @@ uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double
  * MPI_LOCALNRANKS; one rank when none is set). */
 double hfeed__chunkcache_auto_limit(void);
 
+/* The memory this process may use, in bytes: physical memory, or its cgroups' limit where lower;
+ * 0 when unknown. */
+double hfeed__chunkcache_usable_memory(void);
+
 /* The lowest memory limit, in bytes, of the cgroups /proc/self/cgroup names, each and its
  * ancestors (v2: memory.max; v1, the memory controller: memory.limit_in_bytes), read under
  * `root` ("" for the real files; tests pass a fake tree); INFINITY when none is set. A

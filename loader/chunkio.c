@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 bool hfeed__chunkio_filtered(const struct hfeed__direct *d)
@@ -124,6 +125,18 @@ void hfeed__chunkio_will_need(const struct hfeed__direct *d, uint64_t row, uint6
         row += take;
         n -= take;
     }
+}
+
+/* Linux reads at most the device's readahead size (read_ahead_kb, often 128 KiB) per
+ * WILLNEED call, so a whole file is asked for in windows of that much. */
+#define WILLNEED_WINDOW ((off_t)128 << 10)
+
+void hfeed__chunkio_will_need_file(const struct hfeed__direct *d)
+{
+    struct stat st;
+    if (fstat(d->fd, &st) != 0) return;
+    for (off_t at = 0; at < st.st_size; at += WILLNEED_WINDOW)
+        (void)posix_fadvise(d->fd, at, WILLNEED_WINDOW, POSIX_FADV_WILLNEED); /* advice only */
 }
 
 hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c,

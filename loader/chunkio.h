@@ -70,6 +70,11 @@ bool hfeed__chunkio_cached(const struct hfeed__direct *d, uint64_t row);
  * of one page fault or pread at a time. Advice only. */
 void hfeed__chunkio_will_need(const struct hfeed__direct *d, uint64_t row, uint64_t n);
 
+/* The same for the whole file d is in (posix_fadvise WILLNEED, window by window: Linux reads
+ * at most its readahead size per call): the kernel reads it in large sequential requests, in
+ * the background. Advice only. */
+void hfeed__chunkio_will_need_file(const struct hfeed__direct *d);
+
 /* Reads the stored bytes of chunk c of a filtered source into buf (max_stored_chunk bytes).
  * Sets *len; *len == 0 means the chunk is unallocated (the caller fills it).
  * Returns: HFEED_OK or HFEED_E_READ. */

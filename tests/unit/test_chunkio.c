@@ -165,6 +165,24 @@ Test(chunkio, a_compressed_chunk_is_asked_for_whole)
     close_file(f);
 }
 
+Test(chunkio, a_whole_file_is_asked_for_window_by_window)
+{
+    /* One WILLNEED call reads at most the device's readahead size (8 MiB here, 128 KiB on many
+     * machines): the last page of a 16 MiB file comes in only if every window was asked for. */
+    struct file f = make_file();
+    struct hfeed__direct d = contiguous(f);
+    if (!evict(f)) {
+        cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+        close_file(f);
+        return;
+    }
+    hfeed__chunkio_will_need_file(&d);
+    const uint64_t last = FILE_BYTES / ROW - 1;
+    cr_expect(becomes_cached(&d, last), "the file's last page");
+    cr_expect(becomes_cached(&d, FAR), "a page in the middle");
+    close_file(f);
+}
+
 Test(chunkio, what_cannot_be_probed_counts_as_cached)
 {
     struct file f = make_file();
