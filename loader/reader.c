@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "chunkcache.h"
+#include "fieldcache.h"
 #include "codec.h"
 
 /* A sample of the batch being filled: its global index and its row in the slot. */
@@ -50,17 +51,11 @@ struct hfeed__reader {
     size_t batch_size;
     unsigned nworkers;
     struct worker *workers;
-    struct hfeed__chunkcache **caches; /* one per field (chunkcache.h); NULL: decodes none */
-    /* A chunk's cache key: key_base[k * nfiles + fi] + its chunk number in source (k, fi), so
-     * that field k's keys are 0 .. filtered_chunks - 1 (chunkcache.h wants them dense). */
-    uint64_t *key_base;
-    uint64_t *keys;     /* batch_size: the keys of an expected batch (expect is serialised) */
-    bool foresight;     /* some cache uses foresight */
+    struct hfeed__fieldcache *caches; /* the fields' chunk caches; NULL: no field decodes */
     /* The files together fit a quarter of the memory the process may use: the first time one
      * turns out not to be cached, it is asked for whole (ask_ahead), once (asked_whole[fi]). */
     bool whole_files;
     atomic_bool *asked_whole;
-    unsigned lookahead; /* batches past the newest claimed one that expect may name */
     size_t memory;
 };
 
@@ -269,7 +264,8 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
     const struct hfeed__field *f = &c->fields[k];
     const struct hfeed__source *s = &f->sources[fi];
     const struct hfeed__direct *d = s->direct;
-    const uint64_t key_base = w->reader->key_base[k * c->nfiles + fi];
+    const uint64_t key_base = hfeed__fieldcache_key(w->reader->caches, k, fi, 0);
+    struct hfeed__chunkcache *cache = hfeed__fieldcache_cache(w->reader->caches, k);
     for (size_t i = 0; i < n;) {
         const uint64_t chunk = (row + i) / d->chunk_rows;
         const uint64_t first = row + i - chunk * d->chunk_rows;
@@ -278,7 +274,7 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         const unsigned char *data;
         void *token;
         const hfeed_status got =
-            hfeed__chunkcache_acquire(w->reader->caches[k], key_base + chunk, w->seq, wait,
+            hfeed__chunkcache_acquire(cache, key_base + chunk, w->seq, wait,
                                       decode_chunk, &job, w->own, &data, &token, err);
         if (got == HFEED_E_BUSY) {
             w->deferred[w->ndeferred++] = (struct piece){k, fi, row + i, pick + i, take};
@@ -291,7 +287,7 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         size_t bad_row = 0;
         const hfeed_status st = convert_run(w, f, s, p, take, positions_in_order(p, take),
                                             data + first * d->row_bytes, dst, &bad_row);
-        hfeed__chunkcache_release(w->reader->caches[k], token, w->seq);
+        hfeed__chunkcache_release(cache, token, w->seq);
         count(&w->local.convert_ns, now_ns() - t0);
         if (st != HFEED_OK) return range_error(w, f, fi, row + i + bad_row, err);
         i += take;
@@ -319,8 +315,8 @@ static const struct hfeed__direct *from_file(struct worker *w, size_t k, size_t 
     const struct hfeed__reader *r = w->reader;
     const struct hfeed__direct *d = r->cat->fields[k].sources[fi].direct;
     if (d == NULL || !hfeed__chunkio_filtered(d)) return d;
-    const uint64_t key = r->key_base[k * r->cat->nfiles + fi] + row / d->chunk_rows;
-    return hfeed__chunkcache_holds(r->caches[k], key) ? NULL : d;
+    const uint64_t key = hfeed__fieldcache_key(r->caches, k, fi, row / d->chunk_rows);
+    return hfeed__chunkcache_holds(hfeed__fieldcache_cache(r->caches, k), key) ? NULL : d;
 }
 
 /* Data not in the page cache (a dataset larger than memory, a first epoch, a cold start): read
@@ -425,63 +421,6 @@ static void *work(void *arg)
     return NULL;
 }
 
-/* Numbers every field's chunks densely (key_base) and picks the horizon (chunkcache.h). */
-static hfeed_status number_chunks(struct hfeed__reader *r, struct hfeed__err *err)
-{
-    const struct hfeed__catalog *c = r->cat;
-    r->key_base = hfeed__calloc(c->nfields * c->nfiles, sizeof *r->key_base);
-    r->keys = hfeed__alloc(r->batch_size * sizeof *r->keys);
-    if (r->key_base == NULL || r->keys == NULL)
-        return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory");
-    r->memory += (c->nfields * c->nfiles + r->batch_size) * sizeof *r->keys;
-    for (size_t k = 0; k < c->nfields; k++) {
-        uint64_t next = 0;
-        for (size_t fi = 0; fi < c->nfiles; fi++) {
-            const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
-            r->key_base[k * c->nfiles + fi] = next;
-            if (d != NULL && hfeed__chunkio_filtered(d)) next += d->nchunks;
-        }
-    }
-    r->lookahead = hfeed__chunkcache_horizon(hfeed__ring_slots(r->ring));
-    return HFEED_OK;
-}
-
-/* One cache per field that decodes chunks, the budget divided as chunkcache.h says. */
-static hfeed_status create_caches(struct hfeed__reader *r, size_t budget, struct hfeed__err *err)
-{
-    const struct hfeed__catalog *c = r->cat;
-    HFEED__CHECK(number_chunks(r, err));
-    uint64_t *chunks = hfeed__calloc(2 * c->nfields, sizeof *chunks);
-    size_t *entry_bytes = hfeed__calloc(c->nfields, sizeof *entry_bytes);
-    r->caches = hfeed__calloc(c->nfields, sizeof *r->caches);
-    if (chunks == NULL || entry_bytes == NULL || r->caches == NULL) {
-        hfeed__free(chunks);
-        hfeed__free(entry_bytes);
-        return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory");
-    }
-    uint64_t *entries = chunks + c->nfields;
-    for (size_t k = 0; k < c->nfields; k++) {
-        chunks[k] = c->fields[k].filtered_chunks;
-        entry_bytes[k] = c->fields[k].max_chunk_bytes;
-    }
-    hfeed__chunkcache_split(budget, c->nfields, chunks, entry_bytes, entries);
-    hfeed_status st = HFEED_OK;
-    /* No horizon: a lag past the limit turns foresight off. */
-    const unsigned lag = r->lookahead > 0 ? hfeed__ring_slots(r->ring) - 1u + r->lookahead
-                                          : HFEED__CHUNKCACHE_MAX_LAG + 1u;
-    for (size_t k = 0; st == HFEED_OK && k < c->nfields; k++) {
-        if (chunks[k] == 0) continue;
-        st = hfeed__chunkcache_create((size_t)entries[k] * entry_bytes[k], entry_bytes[k],
-                                      chunks[k], lag, &r->caches[k], err);
-        if (st != HFEED_OK) break;
-        r->memory += hfeed__chunkcache_memory(r->caches[k]);
-        if (hfeed__chunkcache_foresees(r->caches[k])) r->foresight = true;
-    }
-    hfeed__free(chunks);
-    hfeed__free(entry_bytes);
-    return st;
-}
-
 /* Whether the files together fit a quarter of the memory the process may use (the page cache
  * they would fill is shared with everything else), and a flag per file (ask_ahead). */
 static bool plan_whole_files(struct hfeed__reader *r)
@@ -503,31 +442,18 @@ static bool plan_whole_files(struct hfeed__reader *r)
 
 bool hfeed__reader_lookahead(const struct hfeed__reader *r, unsigned *ahead)
 {
-    *ahead = r->lookahead;
-    return r->foresight;
+    *ahead = 0;
+    return r->caches != NULL && hfeed__fieldcache_lookahead(r->caches, ahead);
 }
 
 void hfeed__reader_expect(struct hfeed__reader *r, uint64_t seq, const uint64_t *indices, size_t n)
 {
-    const struct hfeed__catalog *c = r->cat;
-    for (size_t k = 0; r->foresight && k < c->nfields; k++) {
-        if (r->caches[k] == NULL || !hfeed__chunkcache_foresees(r->caches[k])) continue;
-        size_t m = 0;
-        for (size_t j = 0; j < n; j++) {
-            uint64_t row;
-            const size_t fi = hfeed__catalog_locate(c, indices[j], &row);
-            const struct hfeed__direct *d = c->fields[k].sources[fi].direct;
-            if (d == NULL || !hfeed__chunkio_filtered(d)) continue;
-            r->keys[m++] = r->key_base[k * c->nfiles + fi] + row / d->chunk_rows;
-        }
-        hfeed__chunkcache_expect(r->caches[k], seq, r->keys, m);
-    }
+    if (r->caches != NULL) hfeed__fieldcache_expect(r->caches, seq, indices, n);
 }
 
 void hfeed__reader_forget(struct hfeed__reader *r)
 {
-    for (size_t k = 0; r->foresight && k < r->cat->nfields; k++)
-        if (r->caches[k] != NULL) hfeed__chunkcache_forget(r->caches[k]);
+    if (r->caches != NULL) hfeed__fieldcache_forget(r->caches);
 }
 
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
@@ -565,7 +491,11 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
             r->memory += c->max_stored_chunk + 2 * c->max_chunk_bytes;
         }
     }
-    if (ok && c->max_chunk_bytes > 0) ok = create_caches(r, cache_budget, err) == HFEED_OK;
+    if (ok && c->max_chunk_bytes > 0) {
+        ok = hfeed__fieldcache_create(c, cache_budget, hfeed__ring_slots(ring), batch_size,
+                                      &r->caches, err) == HFEED_OK;
+        if (ok) r->memory += hfeed__fieldcache_memory(r->caches);
+    }
     if (ok) ok = plan_whole_files(r);
     if (!ok) {
         hfeed__reader_destroy(r);
@@ -612,13 +542,8 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
         out->h5_reads += atomic_load_explicit(&w->h5_reads, memory_order_relaxed);
         out->read_ahead += atomic_load_explicit(&w->read_ahead, memory_order_relaxed);
     }
-    for (size_t k = 0; r->caches != NULL && k < r->cat->nfields; k++) {
-        struct hfeed__chunkcache_stats cs = {0, 0, 0};
-        if (r->caches[k] == NULL) continue;
-        hfeed__chunkcache_get_stats(r->caches[k], &cs);
-        out->cache_hits += cs.hits;
-        out->chunk_decodes += cs.decodes + cs.uncached;
-    }
+    if (r->caches != NULL)
+        hfeed__fieldcache_get_stats(r->caches, &out->cache_hits, &out->chunk_decodes);
 }
 
 size_t hfeed__reader_memory(const struct hfeed__reader *r)
@@ -639,12 +564,8 @@ void hfeed__reader_destroy(struct hfeed__reader *r)
         hfeed__free(r->workers[i].own);
         hfeed__codec_destroy(r->workers[i].codec);
     }
-    for (size_t k = 0; r->caches != NULL && k < r->cat->nfields; k++)
-        hfeed__chunkcache_destroy(r->caches[k]);
-    hfeed__free(r->caches);
+    hfeed__fieldcache_destroy(r->caches);
     hfeed__free(r->workers);
     hfeed__free(r->asked_whole);
-    hfeed__free(r->key_base);
-    hfeed__free(r->keys);
     hfeed__free(r);
 }

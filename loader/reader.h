@@ -12,11 +12,14 @@
  *     chunkcache (pread + codec by whichever worker needed it first, outside every lock) and
  *     its rows are converted from there into the slot. A chunk another worker is decoding is
  *     deferred to the end of the batch instead of waited for, so neighbouring batches that need
- *     the same chunks (chunk shuffle) keep both workers busy. The loader tells the caches which
- *     chunks the next batches will use (hfeed__reader_expect), so they evict the chunk needed
- *     last rather than the least recently used one;
+ *     the same chunks (chunk shuffle) keep both workers busy. The loader tells the caches
+ *     (fieldcache.h: one per field) which chunks the next batches will use
+ *     (hfeed__reader_expect), so they evict the chunk needed last, not the least recently used;
  *   - HDF5's H5Dread (h5io, behind the HDF5 lock) for what the direct path does not read: into
  *     the slot when no conversion is needed and the rows are in order, else into scratch.
+ *
+ * Before reading a batch, a worker that finds some of its rows not in the page cache asks the
+ * kernel for all of them at once, and for whole files that fit in memory (ask_ahead).
  *
  * Threads: the workers share the ring (its mutex), the catalog (read-only), the chunk cache (its
  * mutex) and h5io (its lock). Counters are per worker: counted locally, published once per batch
