@@ -67,6 +67,14 @@ static bool evict(struct file f)
     return true;
 }
 
+/* evict(), saying so when the file system keeps the pages and the cold checks are skipped. */
+static bool cold(struct file f)
+{
+    if (evict(f)) return true;
+    cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+    return false;
+}
+
 /* Whether row becomes cached within a second (WILLNEED starts the reads; it does not wait). */
 static bool becomes_cached(const struct hfeed__direct *d, uint64_t row)
 {
@@ -94,8 +102,7 @@ Test(chunkio, contiguous_rows_come_into_the_cache_when_asked_for)
     struct file f = make_file();
     struct hfeed__direct d = contiguous(f);
     cr_assert(hfeed__chunkio_cached(&d, 10), "a row just written is cached");
-    if (!evict(f)) {
-        cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+    if (!cold(f)) {
         close_file(f);
         return;
     }
@@ -122,8 +129,7 @@ Test(chunkio, chunked_rows_are_asked_for_in_each_chunk_they_span)
     d.chunks = chunks;
     d.nchunks = 2;
     d.nrows = 2 * CHUNK_ROWS;
-    if (!evict(f)) {
-        cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+    if (!cold(f)) {
         close_file(f);
         return;
     }
@@ -152,8 +158,7 @@ Test(chunkio, a_compressed_chunk_is_asked_for_whole)
     d.nrows = 2 * CHUNK_ROWS;
     d.pipeline = (struct hfeed__pipeline){.nfilters = 1, .ids = {1}, .elem_size = 1};
     struct hfeed__direct plain = contiguous(f); /* to probe single pages */
-    if (!evict(f)) {
-        cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+    if (!cold(f)) {
         close_file(f);
         return;
     }
@@ -171,8 +176,7 @@ Test(chunkio, a_whole_file_is_asked_for_window_by_window)
      * machines): the last page of a 16 MiB file comes in only if every window was asked for. */
     struct file f = make_file();
     struct hfeed__direct d = contiguous(f);
-    if (!evict(f)) {
-        cr_log_warn("the file system keeps evicted pages (tmpfs?): cold checks skipped");
+    if (!cold(f)) {
         close_file(f);
         return;
     }
