@@ -181,19 +181,57 @@ static hfeed_status open_file_fields(struct hfeed__catalog *c, const struct hfee
 }
 
 const char *hfeed__catalog_direct_blocker(const struct hfeed__dset_info *info,
-                                          size_t stored_row_bytes,
                                           const struct hfeed__dset_storage *st)
 {
     if (st->unsupported[0] != '\0') return st->unsupported;
     if (info->layout == HFEED__LAYOUT_COMPACT) return "compact layout, data kept in the header";
     if (info->layout == HFEED__LAYOUT_OTHER) return "virtual or external layout";
-    if (info->layout == HFEED__LAYOUT_CONTIGUOUS)
-        return st->contiguous_addr == UINT64_MAX ||
-                       st->contiguous_addr + info->dims[0] * stored_row_bytes <= st->file_size
-                   ? NULL
-                   : "data runs past the end of the file (truncated?)";
+    if (info->layout == HFEED__LAYOUT_CONTIGUOUS) return NULL;
     for (int d = 1; d < info->rank; d++)
         if (info->chunk[d] != info->dims[d]) return "chunks split the sample axes";
+    return NULL;
+}
+
+const char *hfeed__catalog_storage_fault(const struct hfeed__dset_info *info,
+                                         size_t stored_row_bytes,
+                                         const struct hfeed__dset_storage *st, char *buf,
+                                         size_t len)
+{
+    if (info->layout == HFEED__LAYOUT_CONTIGUOUS) {
+        if (st->contiguous_addr == UINT64_MAX) return NULL;
+        const uint64_t room =
+            st->contiguous_addr <= st->file_size ? st->file_size - st->contiguous_addr : 0;
+        const uint64_t rows_fit = stored_row_bytes > 0 ? room / stored_row_bytes : UINT64_MAX;
+        if (st->contiguous_addr <= st->file_size && rows_fit >= info->dims[0]) return NULL;
+        snprintf(buf, len,
+                 "its %llu rows of %zu bytes at file offset %llu run past the end of the file "
+                 "(%llu bytes): truncated?",
+                 (unsigned long long)info->dims[0], stored_row_bytes,
+                 (unsigned long long)st->contiguous_addr, (unsigned long long)st->file_size);
+        return buf;
+    }
+    if (info->layout != HFEED__LAYOUT_CHUNKED) return NULL;
+    uint64_t bytes = info->type.size;
+    bool wraps = false;
+    for (int d = 0; d < info->rank; d++) {
+        const uint64_t c = info->chunk[d], most = info->maxdims[d];
+        /* HDF5 refuses to create these; in a file they come from damage, and H5Dread trusts
+         * them (a chunk dim of 37,892 on an axis of 4 makes it copy past its buffers). */
+        if (c == 0 || (most != UINT64_MAX && info->dims[d] > 0 && c > most)) {
+            snprintf(buf, len,
+                     "chunk dimension %d is %llu but axis %d holds at most %llu (a corrupt "
+                     "layout message)",
+                     d, (unsigned long long)c, d, (unsigned long long)most);
+            return buf;
+        }
+        wraps |= __builtin_mul_overflow(bytes, c, &bytes);
+    }
+    if (wraps || bytes > UINT32_MAX) {
+        snprintf(buf, len, "a chunk of %s%llu bytes, over HDF5's 4 GiB chunk limit (a corrupt "
+                 "layout message)", wraps ? "over " : "",
+                 (unsigned long long)(wraps ? UINT64_MAX : bytes));
+        return buf;
+    }
     return NULL;
 }
 
@@ -201,12 +239,23 @@ const char *hfeed__catalog_direct_blocker(const struct hfeed__dset_info *info,
 static const char *direct_blocker(const struct hfeed__source *s,
                                   const struct hfeed__dset_storage *st)
 {
-    return hfeed__catalog_direct_blocker(&s->info, s->stored_row_bytes, st);
+    return hfeed__catalog_direct_blocker(&s->info, st);
 }
 
-/* Reads the chunk index of a chunked direct source into d. An index we cannot read sets *why
- * (then HDF5 reads the dataset: its own error text, if the file is damaged, is the better
- * message); running out of memory is an error, never a reason to fall back. */
+/* Storage of a dataset that we read and found inconsistent: the file is damaged. */
+static hfeed_status damaged(struct hfeed__err *err, const char *path, const char *dataset,
+                            const char *what)
+{
+    return HFEED__FAIL(err, HFEED_E_READ,
+                       "file \"%s\" dataset \"%s\": %s; the file is damaged (h5feed does not "
+                       "hand damaged storage to HDF5, whose reads trust it): restore or rewrite "
+                       "the file",
+                       path, dataset, what);
+}
+
+/* Reads the chunk index of a chunked source into d. An index kind we do not read sets *why (then
+ * HDF5 reads the dataset); an index we read and find inconsistent is an error, never a reason to
+ * hand the dataset to HDF5, whose reads trust the index and can overrun their buffers on it. */
 static hfeed_status index_chunks(struct hfeed__direct *d, const struct hfeed__source *s,
                                  const struct hfeed__dset_storage *st, const char **why,
                                  char *buf, size_t buf_len, struct hfeed__err *err)
@@ -232,36 +281,44 @@ static hfeed_status index_chunks(struct hfeed__direct *d, const struct hfeed__so
     const char *reason = NULL;
     struct hfeed__err e = {0};
     const hfeed_status got = hfeed__chunkindex_read(d->fd, &q, d->chunks, d->nchunks, &reason, &e);
-    if (got == HFEED_E_NOMEM) return hfeed__err_set(err, got, "%s", e.msg);
-    if (got != HFEED_OK) {
+    if (got == HFEED_E_TYPE) {
         snprintf(buf, buf_len, "%.200s", reason != NULL ? reason : e.msg);
         *why = buf;
         return HFEED_OK;
     }
+    if (got == HFEED_E_NOMEM) return hfeed__err_set(err, got, "%s", e.msg);
+    if (got != HFEED_OK) return damaged(err, d->path, d->dataset, e.msg);
     for (uint64_t i = 0; i < d->nchunks; i++) {
-        if (d->chunks[i].addr == HFEED__CHUNK_UNALLOCATED) continue;
-        if (d->chunks[i].size > PLAUSIBLE_STORED(d->chunk_bytes)) {
-            *why = "implausible chunk size in the index";
-            return HFEED_OK;
+        const struct hfeed__chunk_ref *ch = &d->chunks[i];
+        if (ch->addr == HFEED__CHUNK_UNALLOCATED) continue;
+        if (ch->size > PLAUSIBLE_STORED(d->chunk_bytes)) {
+            snprintf(buf, buf_len,
+                     "chunk index: chunk %llu is listed with %llu stored bytes for %zu decoded "
+                     "ones",
+                     (unsigned long long)i, (unsigned long long)ch->size, d->chunk_bytes);
+            return damaged(err, d->path, d->dataset, buf);
         }
         /* Every byte the workers may pread or map must exist when the loader opens. */
-        if (d->chunks[i].addr > st->file_size ||
-            d->chunks[i].size > st->file_size - d->chunks[i].addr) {
-            *why = "a chunk runs past the end of the file (truncated?)";
-            return HFEED_OK;
+        if (ch->addr > st->file_size || ch->size > st->file_size - ch->addr) {
+            snprintf(buf, buf_len,
+                     "chunk %llu (%llu bytes at file offset %llu) runs past the end of the file "
+                     "(%llu bytes): truncated?",
+                     (unsigned long long)i, (unsigned long long)ch->size,
+                     (unsigned long long)ch->addr, (unsigned long long)st->file_size);
+            return damaged(err, d->path, d->dataset, buf);
         }
-        if (d->chunks[i].size > d->max_stored_chunk)
-            d->max_stored_chunk = (size_t)d->chunks[i].size;
+        if (ch->size > d->max_stored_chunk) d->max_stored_chunk = (size_t)ch->size;
     }
     return HFEED_OK;
 }
 
-/* Opens file fi for pread and maps it read-only (once; a refused mapping leaves pread). */
-static int file_fd(struct hfeed__catalog *c, size_t fi, uint64_t file_size)
+/* Opens file fi for pread and, for the direct path, maps it read-only (once; a refused mapping
+ * leaves pread). */
+static int file_fd(struct hfeed__catalog *c, size_t fi, uint64_t file_size, bool map)
 {
     if (c->fds[fi] >= 0) return c->fds[fi];
     c->fds[fi] = open(hfeed__h5_file_path(c->files[fi]), O_RDONLY | O_CLOEXEC);
-    if (c->fds[fi] >= 0 && file_size > 0 && file_size <= SIZE_MAX) {
+    if (map && c->fds[fi] >= 0 && file_size > 0 && file_size <= SIZE_MAX) {
         void *m = mmap(NULL, (size_t)file_size, PROT_READ, MAP_SHARED, c->fds[fi], 0);
         if (m != MAP_FAILED) {
             c->maps[fi] = m;
@@ -278,19 +335,26 @@ static void direct_free(struct hfeed__direct *d)
     hfeed__free(d);
 }
 
-/* Decides whether the direct path reads field k of file fi, prepares it if so, and logs why
- * not otherwise (once per dataset and file). */
-static hfeed_status setup_direct(struct hfeed__catalog *c, size_t k, size_t fi,
+/* Checks the storage of field k in file fi before anything reads it, chunk index included where
+ * we can read it (HDF5 trusts what it finds there); then, when `direct`, decides whether the
+ * direct path reads it, prepares it if so, and logs why not otherwise (once per dataset and
+ * file). */
+static hfeed_status setup_source(struct hfeed__catalog *c, size_t k, size_t fi, bool direct,
                                  const struct hfeed__logger *log, struct hfeed__err *err)
 {
     struct hfeed__source *s = &c->fields[k].sources[fi];
     struct hfeed__dset_storage st;
     HFEED__CHECK(hfeed__h5_dset_storage(s->dset, &st, err));
+    char buf[HFEED_ERRBUF_SIZE / 2];
+    const char *fault =
+        hfeed__catalog_storage_fault(&s->info, s->stored_row_bytes, &st, buf, sizeof buf);
+    if (fault != NULL)
+        return damaged(err, hfeed__h5_file_path(c->files[fi]), c->fields[k].dataset, fault);
     struct hfeed__direct *d = hfeed__calloc(1, sizeof *d);
     if (d == NULL) return HFEED__FAIL(err, HFEED_E_NOMEM, "direct path: out of memory");
     *d = (struct hfeed__direct){.path = hfeed__h5_file_path(c->files[fi]),
                                 .dataset = c->fields[k].dataset,
-                                .fd = file_fd(c, fi, st.file_size),
+                                .fd = file_fd(c, fi, st.file_size, direct),
                                 .map = c->maps[fi],
                                 .elem_size = s->info.type.size,
                                 .row_bytes = s->stored_row_bytes,
@@ -302,16 +366,19 @@ static hfeed_status setup_direct(struct hfeed__catalog *c, size_t k, size_t fi,
     d->pipeline.elem_size = s->info.type.size;
     for (unsigned i = 0; i < st.nfilters; i++)
         d->pipeline.ids[i] = st.filters[i];
-    char buf[HFEED_ERRBUF_SIZE / 2];
     const char *why = d->fd < 0 ? "cannot open the file for pread" : direct_blocker(s, &st);
-    if (why == NULL && d->chunked && !hfeed__codec_supports(&d->pipeline))
-        why = "unsupported filter";
-    if (why == NULL && d->chunked) {
+    if (why == NULL && d->chunked) { /* whatever the filters: HDF5 would walk this index */
         const hfeed_status got = index_chunks(d, s, &st, &why, buf, sizeof buf, err);
         if (got != HFEED_OK) {
             direct_free(d);
             return got;
         }
+    }
+    if (why == NULL && d->chunked && !hfeed__codec_supports(&d->pipeline))
+        why = "unsupported filter";
+    if (!direct) { /* HFEED_READ_PATH=hdf5: checked, and read through HDF5 (logged at open) */
+        direct_free(d);
+        return HFEED_OK;
     }
     bool logged = false; /* two fields may read one dataset: one line per file and dataset */
     for (size_t j = 0; j < k; j++)
@@ -452,8 +519,12 @@ hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct h
     for (size_t fi = 0; st == HFEED_OK && fi < files.n; fi++) {
         st = hfeed__h5_file_open(files.v[fi], &c->files[fi], err);
         if (st == HFEED_OK) st = open_file_fields(c, cfg, fi, err);
-        for (size_t k = 0; st == HFEED_OK && cfg->direct && k < c->nfields; k++)
-            st = setup_direct(c, k, fi, log, err);
+        for (size_t k = 0; st == HFEED_OK && k < c->nfields; k++)
+            st = setup_source(c, k, fi, cfg->direct, log, err);
+        if (!cfg->direct && c->fds[fi] >= 0) { /* only opened to check the chunk indexes */
+            close(c->fds[fi]);
+            c->fds[fi] = -1;
+        }
     }
     if (st == HFEED_OK && c->file_start[c->nfiles] == 0)
         st = HFEED__FAIL(err, HFEED_E_DATASET,

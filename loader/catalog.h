@@ -85,12 +85,21 @@ hfeed_status hfeed__catalog_expand(const struct hfeed__config *cfg, char ***out,
                                    struct hfeed__err *err);
 void hfeed__catalog_expand_free(char **files, size_t n);
 
-/* Why a dataset with this info and storage cannot take the direct path, for a reason known
- * before its chunk index is read: a static string, or NULL when it can (filters aside: ask
- * hfeed__codec_supports() too). stored_row_bytes is one sample's stored size. */
+/* Why a dataset with this info and valid storage (hfeed__catalog_storage_fault() found none)
+ * cannot take the direct path, for a reason known before its chunk index is read: a static
+ * string, or NULL when it can (filters aside: ask hfeed__codec_supports() too). */
 const char *hfeed__catalog_direct_blocker(const struct hfeed__dset_info *info,
-                                          size_t stored_row_bytes,
                                           const struct hfeed__dset_storage *st);
+
+/* Storage that HDF5 would trust but that cannot be right: contiguous data past the end of the
+ * file, a zero chunk dimension or one larger than its axis may grow (HDF5 refuses to create
+ * those), a chunk of 4 GiB or more. Such a file is damaged, and H5Dread on it can overrun its
+ * own buffers, so the loader refuses it whichever path would read it.
+ * Returns: NULL, or the reason, written into buf (len bytes). */
+const char *hfeed__catalog_storage_fault(const struct hfeed__dset_info *info,
+                                         size_t stored_row_bytes,
+                                         const struct hfeed__dset_storage *st, char *buf,
+                                         size_t len);
 
 /* Closes every dataset and file but keeps the field descriptions (names, shapes, dtypes), for
  * batches that outlive hfeed_loader_close(). NULL is fine. */

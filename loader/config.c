@@ -219,6 +219,9 @@ static hfeed_status parse_fields(const cJSON *root, struct ctx *cx, struct hfeed
     if (!cJSON_IsArray(arr) || arr->child == NULL)
         return CFG_FAIL(cx->err, "fields: expected a non-empty array of objects, got %s", GOT(arr));
     const size_t n = (size_t)cJSON_GetArraySize(arr);
+    if (n > HFEED__CONFIG_MAX_FIELDS)
+        return CFG_FAIL(cx->err, "fields: %zu fields, over the limit of %d", n,
+                        HFEED__CONFIG_MAX_FIELDS);
     c->fields = hfeed__calloc(n, sizeof *c->fields);
     if (c->fields == NULL) return hfeed__config_nomem(cx->err);
     c->nfields = n;
@@ -428,6 +431,7 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
         return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "config: NULL json or out");
     *out = NULL;
     if (strncmp(json, "\xEF\xBB\xBF", 3) == 0) json += 3; /* a UTF-8 byte order mark */
+    HFEED__CHECK(hfeed__config_check_text(json, err));
     /* The length counts the terminator, so that cJSON refuses text after the value. */
     pthread_mutex_lock(&cjson_lock);
     cJSON *root = cJSON_ParseWithLengthOpts(json, strlen(json) + 1, &end, 1);

@@ -15,6 +15,10 @@
 
 #include "error.h"
 
+/* The most fields a config may name: each costs a dataset per file and a buffer per slot, and
+ * the open checks their names pairwise; real configs have a handful. */
+#define HFEED__CONFIG_MAX_FIELDS 1024
+
 enum hfeed__shuffle {
     HFEED__SHUFFLE_NONE = 0,
     HFEED__SHUFFLE_GLOBAL = 1,

@@ -24,10 +24,11 @@ static hfeed_status file_error(const char *path, int e, struct hfeed__err *err)
     return HFEED__FAIL(err, HFEED_E_FILE, "config file \"%s\": %s", path, why);
 }
 
-/* Doubles the buffer *buf of *cap bytes (4096 at first), keeping its first len bytes. */
-static bool grow(char **buf, size_t len, size_t *cap)
+/* Doubles the buffer *buf of *cap bytes (4096 at first, at most `most`), keeping its first len
+ * bytes. */
+static bool grow(char **buf, size_t len, size_t *cap, size_t most)
 {
-    const size_t want = *cap > 0 ? 2 * *cap : 4096;
+    const size_t want = *cap == 0 ? 4096 : 2 * *cap < most ? 2 * *cap : most;
     char *bigger = hfeed__alloc(want);
     if (bigger == NULL) return false;
     if (len > 0) memcpy(bigger, *buf, len);
@@ -38,7 +39,9 @@ static bool grow(char **buf, size_t len, size_t *cap)
 }
 
 /* Reads the whole file at path into a new NUL-terminated buffer *out (freed by the caller, also
- * on failure). The buffer grows as needed: the file may be a pipe, whose size is unknown. */
+ * on failure). The buffer grows as needed: the file may be a pipe, whose size is unknown. It
+ * holds at most MAX_FILE_BYTES + 1 bytes and the terminator, so that a file of exactly
+ * MAX_FILE_BYTES is read and one byte more is seen. */
 static hfeed_status read_text(const char *path, char **out, struct hfeed__err *err)
 {
     size_t len = 0;
@@ -46,12 +49,11 @@ static hfeed_status read_text(const char *path, char **out, struct hfeed__err *e
     hfeed_status st = HFEED_OK;
     FILE *f = fopen(path, "rb");
     if (f == NULL) return file_error(path, errno, err);
-    while (st == HFEED_OK) {
-        if (len + 1 >= cap && cap >= MAX_FILE_BYTES)
-            st = file_error(path, EFBIG, err);
-        else if (len + 1 >= cap && !grow(out, len, &cap))
+    while (st == HFEED_OK && len <= MAX_FILE_BYTES) {
+        if (len + 1 >= cap && !grow(out, len, &cap, MAX_FILE_BYTES + 2)) {
             st = nomem(err);
-        if (st != HFEED_OK) break;
+            break;
+        }
         const size_t got = fread(*out + len, 1, cap - len - 1, f);
         len += got;
         if (got == 0 && ferror(f)) st = file_error(path, errno, err);
@@ -59,9 +61,15 @@ static hfeed_status read_text(const char *path, char **out, struct hfeed__err *e
     }
     fclose(f);
     if (st != HFEED_OK) return st;
+    if (len > MAX_FILE_BYTES)
+        return HFEED__FAIL(err, HFEED_E_FILE,
+                           "config file \"%s\": larger than %zu MiB, the limit for a config "
+                           "(is it a data file?)",
+                           path, MAX_FILE_BYTES >> 20);
     (*out)[len] = '\0';
     if (strlen(*out) != len)
-        return HFEED__FAIL(err, HFEED_E_CONFIG, "%s: contains a NUL byte at offset %zu", path, strlen(*out));
+        return HFEED__FAIL(err, HFEED_E_CONFIG, "%s: contains a NUL byte at offset %zu", path,
+                           strlen(*out));
     return HFEED_OK;
 }
 

@@ -77,21 +77,58 @@ const char *hfeed__config_key_path(char *buf, size_t len, const char *where, con
 /* Reports where cJSON stopped as a 1-based line and column (in bytes). cJSON stops at the
  * mistake or just after the token before it (after a trailing comma, past the closing brace), so
  * whitespace there is skipped back over to point at that token. */
+/* Line and column (from 1; columns in bytes) of `at` in json. */
+static void line_col(const char *json, const char *at, size_t *line, size_t *col)
+{
+    const char *line_start = json;
+    *line = 1;
+    for (const char *p = json; p < at; p++) {
+        if (*p == '\n') {
+            ++*line;
+            line_start = p + 1;
+        }
+    }
+    *col = (size_t)(at - line_start) + 1;
+}
+
+hfeed_status hfeed__config_check_text(const char *json, struct hfeed__err *err)
+{
+    bool in_string = false;
+    size_t line, col;
+    for (const char *p = json; *p != '\0'; p++) {
+        const unsigned char ch = (unsigned char)*p;
+        if (in_string && ch == '\\') {
+            if (strncmp(p + 1, "u0000", 5) == 0) {
+                line_col(json, p, &line, &col);
+                return CFG_FAIL(err,
+                                "\\u0000 (a NUL character) in a string at line %zu, column %zu: "
+                                "strings in a config may not contain NUL",
+                                line, col);
+            }
+            if (p[1] != '\0') p++; /* the escaped character cannot end the string */
+            continue;
+        }
+        if (ch == '"') in_string = !in_string;
+        if (ch >= 0x20 || (!in_string && (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')))
+            continue;
+        line_col(json, p, &line, &col);
+        return CFG_FAIL(err,
+                        "control character 0x%02x %s at line %zu, column %zu: JSON allows only "
+                        "space, tab, CR and LF between values, and escapes such as \\n or "
+                        "\\u0001 in strings",
+                        ch, in_string ? "in a string" : "between values", line, col);
+    }
+    return HFEED_OK;
+}
+
 hfeed_status hfeed__config_json_error(const char *json, const char *at, struct hfeed__err *err)
 {
-    size_t line = 1;
-    const char *line_start = json;
+    size_t line = 1, col = 1;
     char near[24] = "";
     if (at == NULL || at < json) at = json;
     while (*at != '\0' && at > json && strchr(" \t\r\n", *at) != NULL)
         at--;
-    for (const char *p = json; p < at; p++) {
-        if (*p == '\n') {
-            line++;
-            line_start = p + 1;
-        }
-    }
-    const size_t col = (size_t)(at - line_start) + 1;
+    line_col(json, at, &line, &col);
     if (*at == '\0')
         return CFG_FAIL(err, "malformed JSON at line %zu, column %zu (end of text)", line, col);
     const size_t n = strcspn(at, "\r\n");

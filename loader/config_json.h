@@ -54,6 +54,13 @@ hfeed_status hfeed__config_nomem(struct hfeed__err *err);
  * "malformed JSON" message with a 1-based line and column. Returns: HFEED_E_CONFIG. */
 hfeed_status hfeed__config_json_error(const char *json, const char *at, struct hfeed__err *err);
 
+/* Refuses what cJSON lets through but JSON or this config does not allow: a control byte
+ * outside a string other than space, tab, CR and LF (cJSON skips every byte below 0x21 as
+ * white space), a raw control byte inside a string, and the escape \u0000 (cJSON's strings end
+ * at a NUL, so "none\u0000" would read as "none"). Returns: HFEED_OK or HFEED_E_CONFIG with the
+ * line and column. */
+hfeed_status hfeed__config_check_text(const char *json, struct hfeed__err *err);
+
 /* ---- Key readers ---------------------------------------------------------------------------- */
 
 /* Fails on the first key of obj that is not in allowed (NULL-terminated, fewer names than an

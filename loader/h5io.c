@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -105,13 +106,30 @@ static hfeed_status file_new(const char *path, struct hfeed__h5file **out, struc
     return HFEED_OK;
 }
 
+/* What a path that is not a regular file is, for the message. */
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a plain file";
+}
+
 hfeed_status hfeed__h5_file_open(const char *path, struct hfeed__h5file **out,
                                  struct hfeed__err *err)
 {
     *out = NULL;
     /* HDF5's own text for a missing file is a dozen frames deep; errno says it in one word. */
-    if (access(path, R_OK) != 0)
+    struct stat sb;
+    if (stat(path, &sb) != 0 || access(path, R_OK) != 0)
         return HFEED__FAIL(err, HFEED_E_FILE, "file \"%s\": %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return HFEED__FAIL(err, HFEED_E_FILE,
+                           "file \"%s\": is %s, not a regular file; \"files\" must name HDF5 "
+                           "files",
+                           path, file_kind(sb.st_mode));
     struct hfeed__h5file *f = NULL;
     HFEED__CHECK(file_new(path, &f, err));
     hfeed_status st = HFEED_OK;
@@ -263,7 +281,8 @@ static hfeed_status describe_shape(struct hfeed__h5dset *d, struct hfeed__dset_i
         return fail_h5(err, HFEED_E_DATASET, "file \"%s\" dataset \"%s\"", path, d->name);
     const int rank = H5Sget_simple_extent_ndims(space);
     const H5S_class_t sclass = H5Sget_simple_extent_type(space);
-    if (rank > 0 && rank <= HFEED__MAX_RANK) H5Sget_simple_extent_dims(space, d->dims, NULL);
+    hsize_t maxdims[HFEED__MAX_RANK];
+    if (rank > 0 && rank <= HFEED__MAX_RANK) H5Sget_simple_extent_dims(space, d->dims, maxdims);
     H5Sclose(space);
     if (sclass != H5S_SIMPLE || rank < 1)
         return hfeed__err_set(err, HFEED_E_DATASET,
@@ -276,8 +295,10 @@ static hfeed_status describe_shape(struct hfeed__h5dset *d, struct hfeed__dset_i
                               d->name, rank, HFEED__MAX_RANK);
     d->rank = rank;
     info->rank = rank;
-    for (int i = 0; i < rank; i++)
+    for (int i = 0; i < rank; i++) {
         info->dims[i] = d->dims[i];
+        info->maxdims[i] = maxdims[i] == H5S_UNLIMITED ? UINT64_MAX : maxdims[i];
+    }
 
     const hid_t dcpl = H5Dget_create_plist(d->id);
     if (dcpl < 0) return fail_h5(err, HFEED_E_DATASET, "file \"%s\" dataset \"%s\"", path, d->name);

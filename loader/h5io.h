@@ -34,6 +34,7 @@ struct hfeed__dset_info {
     struct hfeed__type type;
     int rank; /* >= 1 */
     uint64_t dims[HFEED__MAX_RANK];
+    uint64_t maxdims[HFEED__MAX_RANK]; /* UINT64_MAX: unlimited */
     enum hfeed__layout layout;
     uint64_t chunk[HFEED__MAX_RANK]; /* chunked only */
 };
@@ -54,8 +55,10 @@ struct hfeed__dset_storage {
     uint64_t file_size;
 };
 
-/* Opens an existing file read-only.
- * Returns: HFEED_OK, or HFEED_E_FILE naming the path (missing, unreadable, not HDF5, truncated).
+/* Opens an existing file read-only. Only a regular file is opened: a FIFO would block HDF5's
+ * open forever, and a directory or device is no HDF5 file.
+ * Returns: HFEED_OK, or HFEED_E_FILE naming the path (missing, unreadable, not a regular file,
+ * not HDF5, truncated).
  * Ownership: *out is the caller's; close with hfeed__h5_file_close(). */
 hfeed_status hfeed__h5_file_open(const char *path, struct hfeed__h5file **out,
                                  struct hfeed__err *err);

@@ -114,7 +114,10 @@ static void describe_storage(struct hfeed__dset_entry *e, const struct hfeed__ds
             d->filters[i].params[j] = f->params[j];
     }
     d->storage_bytes = det->storage_bytes;
-    const char *why = hfeed__catalog_direct_blocker(info, (size_t)e->row_bytes, st);
+    char fault[sizeof e->slow];
+    const char *why = hfeed__catalog_storage_fault(info, (size_t)e->row_bytes, st, fault,
+                                                   sizeof fault);
+    if (why == NULL) why = hfeed__catalog_direct_blocker(info, st);
     if (why == NULL && info->layout == HFEED__LAYOUT_CHUNKED && !hfeed__codec_supports(&pipe))
         why = "unsupported filter order";
     d->direct = why == NULL;

@@ -39,7 +39,8 @@ struct hfeed_loader {
     struct hfeed__slot_memory host_mem, dev_mem;
     struct hfeed__transforms *xf; /* the fields' transforms; conversions point into it */
     struct hfeed_batch *batches; /* one public handle per slot of out */
-    uint64_t *ahead;   /* batch_size indices: a batch planned ahead for the caches (foresee) */
+    size_t slot_rows;  /* samples a slot holds: batch_size, or fewer when the rank has fewer */
+    uint64_t *ahead;   /* slot_rows indices: a batch planned ahead for the caches (foresee) */
     uint64_t foreseen; /* the next batch whose chunks the caches have not been told of */
     hfeed_loader_info info;
     atomic_uint refs; /* 1 for the open handle + 1 per borrowed batch */

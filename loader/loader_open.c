@@ -156,20 +156,45 @@ static hfeed_status make_sampler(struct hfeed_loader *l, struct hfeed__err *err)
     return HFEED_OK;
 }
 
-/* A batch slot of batch_size samples of every field must have a size that fits a size_t. */
+/* Sizes the slots: no batch holds more than the rank's samples of an epoch, so a batch_size
+ * above that would only allocate (and, under a sanitizer, fill) memory no sample uses. It is
+ * also a likely mistake (the epoch is then one partial batch): say so. */
+static void size_rows(struct hfeed_loader *l, const struct hfeed__logger *log)
+{
+    const uint64_t mine = hfeed__sampler_samples_per_epoch(l->sampler);
+    l->slot_rows = (size_t)l->cfg->batch_size;
+    if (mine >= l->cfg->batch_size) return;
+    l->slot_rows = (size_t)mine;
+    hfeed__log(log, HFEED_LOG_WARN,
+               "batch_size %llu is more than the %llu samples this rank gets per epoch: every "
+               "epoch is one partial batch of %llu; lower batch_size to silence this",
+               (unsigned long long)l->cfg->batch_size, (unsigned long long)mine,
+               (unsigned long long)mine);
+}
+
+/* A batch slot of slot_rows samples of every field must have a size that fits a size_t, and
+ * the ring of them must fit the memory this process may use (else the open would take minutes
+ * to fault in memory the kernel then cannot give). */
 static hfeed_status check_slot_size(const struct hfeed_loader *l, struct hfeed__err *err)
 {
     size_t slot = 0;
     for (size_t k = 0; k < l->cfg->nfields; k++) {
         const struct hfeed__field *f = &l->cat->fields[k];
         size_t bytes;
-        if (__builtin_mul_overflow(f->row_bytes, (size_t)l->cfg->batch_size, &bytes) ||
+        if (__builtin_mul_overflow(f->row_bytes, l->slot_rows, &bytes) ||
             __builtin_add_overflow(slot, bytes, &slot))
             return HFEED__FAIL(err, HFEED_E_CONFIG,
                                "batch_size: %llu samples of field \"%s\" (%zu bytes each) "
                                "overflow a batch slot",
                                (unsigned long long)l->cfg->batch_size, f->name, f->row_bytes);
     }
+    const double ring = (double)slot * l->cfg->prefetch, usable = hfeed__chunkcache_usable_memory();
+    if (usable > 0 && ring > usable)
+        return HFEED__FAIL(err, HFEED_E_CONFIG,
+                           "batch_size %llu, prefetch %u: the batch slots take %.0f MiB, more "
+                           "than the %.0f MiB this process may use; lower batch_size or prefetch",
+                           (unsigned long long)l->cfg->batch_size, l->cfg->prefetch,
+                           ring / 1048576.0, usable / 1048576.0);
     return HFEED_OK;
 }
 
@@ -178,7 +203,7 @@ static size_t slot_bytes(const struct hfeed_loader *l)
 {
     size_t bytes = 0;
     for (size_t k = 0; k < l->cfg->nfields; k++)
-        bytes += l->cat->fields[k].row_bytes * (size_t)l->cfg->batch_size;
+        bytes += l->cat->fields[k].row_bytes * l->slot_rows;
     return bytes;
 }
 
@@ -199,11 +224,11 @@ static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
     l->host_mem = (struct hfeed__slot_memory){host_mem_alloc, host_mem_free, l};
     l->dev_mem = (struct hfeed__slot_memory){dev_mem_alloc, dev_mem_free, l};
     const bool upload = l->dev_ops != &hfeed__device_host;
-    hfeed_status st = hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size, end_seq,
+    hfeed_status st = hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, l->slot_rows, end_seq,
                                          &l->host_mem, plan_batch, l, &l->ring, err);
     if (st == HFEED_OK && upload) {
         struct hfeed__err why = {0};
-        st = hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, cfg->batch_size, end_seq,
+        st = hfeed__ring_create(cfg->prefetch, cfg->nfields, rows, l->slot_rows, end_seq,
                                 &l->dev_mem, NULL, NULL, &l->dev_ring, &why);
         if (st != HFEED_OK)
             hfeed__err_set(err, st, "device: %s:%d: cannot allocate %u device buffers of %zu "
@@ -217,7 +242,7 @@ static hfeed_status make_ring(struct hfeed_loader *l, struct hfeed__err *err)
     HFEED__CHECK(st);
     l->out = upload ? l->dev_ring : l->ring;
     l->batches = hfeed__calloc(cfg->prefetch, sizeof *l->batches);
-    l->ahead = hfeed__alloc(cfg->batch_size * sizeof *l->ahead);
+    l->ahead = hfeed__alloc(l->slot_rows * sizeof *l->ahead);
     if (l->batches == NULL || l->ahead == NULL)
         return HFEED__FAIL(err, HFEED_E_NOMEM, "out of memory");
     for (unsigned i = 0; i < cfg->prefetch; i++) {
@@ -317,11 +342,12 @@ hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct h
     if (st == HFEED_OK) st = make_sampler(l, err);
     if (st == HFEED_OK) {
         l->info.batches_per_epoch = hfeed__sampler_batches_per_epoch(l->sampler);
+        size_rows(l, log);
         st = make_ring(l, err);
     }
     if (st == HFEED_OK) {
         plan_cache(l, log);
-        st = hfeed__reader_create(l->cat, l->ring, cfg->workers, (size_t)cfg->batch_size,
+        st = hfeed__reader_create(l->cat, l->ring, cfg->workers, l->slot_rows,
                                   (size_t)(cfg->cache_mb << 20), &l->reader, err);
     }
     if (st == HFEED_OK) {

@@ -192,7 +192,8 @@ Test(transform, constant_columns_divide_by_one_and_are_named_once)
     d.rows = 1; /* one sample: every column is constant */
     fx_write_file("one.h5", &d, 1);
     fx_write_text("one.json", "{\"files\": [\"one.h5\"], \"fields\": [{\"name\": \"x\", "
-                              "\"dataset\": \"/x\", \"normalize\": \"standard\"}]}");
+                              "\"dataset\": \"/x\", \"normalize\": \"standard\"}], "
+                              "\"batch_size\": 1}");
     struct logged lg = {0, ""};
     char err[HFEED_ERRBUF_SIZE] = "";
     hfeed_loader *l = NULL;

@@ -891,6 +891,72 @@ Test(config, messages_escape_and_shorten_long_values)
               "got \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...\"");
 }
 
+/* ---- JSON text rules cJSON does not enforce ---------------------------------------------- */
+
+/* cJSON ends a string at a NUL, so "none\u0000" would read as "none"; and it skips every byte
+ * below 0x21 as white space. Each row is refused with its line and column. */
+Test(config, refuses_nul_escapes_and_control_bytes)
+{
+    static const struct {
+        const char *text;
+        const char *needle;
+    } rows[] = {
+        {"{" MIN_KEYS ", 'shuffle': 'none\\u0000'}", "\\u0000 (a NUL character) in a string at line 1"},
+        {"{" MIN_KEYS ", 'shuffle': 'chunk\\u0000x'}", "may not contain NUL"},
+        {"{'files': ['a\\u0000.h5'], 'fields': [{'name': 'x', 'dataset': '/x'}]}",
+         "column 14"},
+        {"{" MIN_KEYS ",\x01 'epochs': 2}", "control character 0x01 between values at line 1"},
+        {"{" MIN_KEYS ",\n\x0b'epochs': 2}", "control character 0x0b between values at line 2, "
+                                           "column 1"},
+        {"{" MIN_KEYS ", 'shuffle': 'no\x1fne'}", "control character 0x1f in a string"},
+        {"{" MIN_KEYS ", 'shuffle': 'none\t'}", "control character 0x09 in a string"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct hfeed__config *c = NULL;
+        struct hfeed__err err;
+        const hfeed_status st = parse(rows[i].text, &c, &err);
+        cr_expect_eq(st, HFEED_E_CONFIG, "row %zu: %d %s", i, st, err.msg);
+        cr_expect_null(c, "row %zu", i);
+        cr_expect_not_null(strstr(err.msg, rows[i].needle), "row %zu: %s\n  lacks %s", i, err.msg,
+                           rows[i].needle);
+        hfeed__config_destroy(c);
+    }
+    /* Escapes that are not NUL, and the white space JSON allows, still parse. */
+    struct hfeed__config *c = must_parse("{" MIN_KEYS ",\r\n\t'shuffle':\n'chunk',"
+                                         " 'read_path': '\\u0061uto'}");
+    cr_assert_eq(c->shuffle, HFEED__SHUFFLE_CHUNK);
+    cr_assert(c->direct);
+    hfeed__config_destroy(c);
+}
+
+/* A field limit that fails at once, saying the limit, rather than an open that takes seconds. */
+Test(config, fields_are_limited_to_1024)
+{
+    const size_t n = HFEED__CONFIG_MAX_FIELDS + 1, each = 48;
+    char *json = malloc(n * each + 128);
+    cr_assert_not_null(json);
+    for (size_t count = n - 1; count <= n; count++) {
+        size_t used = (size_t)sprintf(json, "{\"files\": [\"a.h5\"], \"fields\": [");
+        for (size_t i = 0; i < count; i++)
+            used += (size_t)sprintf(json + used, "%s{\"name\": \"f%zu\", \"dataset\": \"/x\"}",
+                                    i ? ", " : "", i);
+        strcpy(json + used, "]}");
+        struct hfeed__config *c = NULL;
+        struct hfeed__err err = {HFEED_OK, ""};
+        const hfeed_status st = hfeed__config_parse(json, "/base", fake_getenv, &c, &err);
+        if (count < n) {
+            cr_assert_eq(st, HFEED_OK, "%s", err.msg);
+            cr_assert_eq(c->nfields, count);
+        } else {
+            cr_assert_eq(st, HFEED_E_CONFIG);
+            cr_assert_not_null(strstr(err.msg, "fields: 1025 fields, over the limit of 1024"),
+                               "%s", err.msg);
+        }
+        hfeed__config_destroy(c);
+    }
+    free(json);
+}
+
 /* ---- hfeed__config_load --------------------------------------------------------------------- */
 
 Test(config, load_reports_a_missing_file)
@@ -910,7 +976,39 @@ Test(config, load_refuses_endless_files)
     struct hfeed__err err = {HFEED_OK, ""};
     cr_assert_eq(hfeed__config_load("/dev/zero", &c, &err), HFEED_E_FILE, "%s", err.msg);
     cr_assert_null(c);
-    cr_assert_not_null(strstr(err.msg, strerror(EFBIG)), "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "larger than 16 MiB, the limit for a config"), "%s",
+                       err.msg);
+}
+
+/* The documented limit is 16 MiB: a file of exactly that size is read, one byte more is not. */
+Test(config, load_takes_16_mib_and_refuses_one_byte_more)
+{
+    const size_t limit = (size_t)16 << 20;
+    const char *head = "{\"files\": [\"a.h5\"], \"fields\": [{\"name\": \"x\", "
+                       "\"dataset\": \"/x\"}]";
+    char *text = malloc(limit + 2);
+    cr_assert_not_null(text);
+    const char *dir = make_temp_dir();
+    for (size_t extra = 0; extra < 2; extra++) {
+        const size_t len = limit + extra;
+        memset(text, ' ', len);
+        memcpy(text, head, strlen(head));
+        text[len - 1] = '}';
+        struct hfeed__config *c = NULL;
+        struct hfeed__err err = {HFEED_OK, ""};
+        const char *path = write_file(dir, "big.json", text, len);
+        const hfeed_status st = hfeed__config_load(path, &c, &err);
+        if (extra == 0) {
+            cr_assert_eq(st, HFEED_OK, "exactly 16 MiB: %s", err.msg);
+            cr_assert_eq(c->nfields, 1);
+            hfeed__config_destroy(c);
+        } else {
+            cr_assert_eq(st, HFEED_E_FILE, "16 MiB + 1: %d %s", st, err.msg);
+            cr_assert_not_null(strstr(err.msg, "larger than 16 MiB"), "%s", err.msg);
+        }
+    }
+    free(text);
+    remove_dir(dir);
 }
 
 Test(config, load_reads_a_file_of_unknown_size)
