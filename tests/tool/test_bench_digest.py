@@ -22,10 +22,6 @@ import tempfile
 import h5py
 import numpy as np
 
-FNV_BASIS = np.uint64(0xCBF29CE484222325)
-FNV_PRIME = np.uint64(0x100000001B3)
-M64 = (1 << 64) - 1
-
 REQUIRED_KEYS = (
     "samples", "batches", "epochs", "seconds", "samples_per_s", "bytes_out", "gb_per_s",
     "digest", "workers", "memory_bytes", "nan_values", "overflow_values", "device",
@@ -34,37 +30,7 @@ REQUIRED_KEYS = (
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from toolcheck import Checker, tool_from_argv  # noqa: E402  (the shared check counter)
-
-
-def row_hashes(arrays):
-    """FNV-1a 64 of each row's bytes, the arrays' rows concatenated in order.
-
-    arrays: numpy arrays with the same first dimension, already in the output dtype.
-    Vectorised over rows: numpy's uint64 arithmetic wraps modulo 2^64, as FNV needs."""
-    n = arrays[0].shape[0]
-    parts = []
-    for a in arrays:
-        little = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
-        parts.append(little.reshape(n, -1).view(np.uint8).reshape(n, -1))
-    rows = np.concatenate(parts, axis=1)
-    h = np.full(n, FNV_BASIS, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(rows.shape[1]):
-            h ^= rows[:, j].astype(np.uint64)
-            h *= FNV_PRIME
-    return h
-
-
-def digest_of(hashes, indices=None, times=1):
-    """Sum mod 2^64 of hashes[indices], repeated `times` (epochs)."""
-    sel = hashes if indices is None else hashes[np.asarray(indices, dtype=np.int64)]
-    total = sum(int(v) for v in sel) & M64
-    return (total * times) & M64
-
-
-def hexd(value):
-    return f"{value:016x}"
+from toolcheck import M64, Checker, digest_of, hexd, row_hashes, tool_from_argv  # noqa: E402
 
 
 def run(tool, *args):

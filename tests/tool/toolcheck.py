@@ -6,6 +6,15 @@ exits non-zero when any check failed. This file is not a test itself (no test_ p
 import os
 import sys
 
+import numpy as np
+
+# The digest `h5feed bench` prints (its --help): the sum modulo 2^64, over the delivered
+# samples, of the FNV-1a 64 hash of each sample's output bytes (fields concatenated in config
+# order, C order, little-endian).
+FNV_BASIS = np.uint64(0xCBF29CE484222325)
+FNV_PRIME = np.uint64(0x100000001B3)
+M64 = (1 << 64) - 1
+
 
 def tool_from_argv():
     """The h5feed program named by the script's one argument, as an absolute path; exits 2
@@ -28,3 +37,33 @@ class Checker:
             self.failed += 1
             print(f"FAIL: {what}", flush=True)
         return ok
+
+
+def row_hashes(arrays):
+    """FNV-1a 64 of each row's bytes, the arrays' rows concatenated in order.
+
+    arrays: numpy arrays with the same first dimension, already in the output dtype.
+    Vectorised over rows: numpy's uint64 arithmetic wraps modulo 2^64, as FNV needs."""
+    n = arrays[0].shape[0]
+    parts = []
+    for a in arrays:
+        little = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
+        parts.append(little.reshape(n, -1).view(np.uint8).reshape(n, -1))
+    rows = np.concatenate(parts, axis=1)
+    h = np.full(n, FNV_BASIS, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(rows.shape[1]):
+            h ^= rows[:, j].astype(np.uint64)
+            h *= FNV_PRIME
+    return h
+
+
+def digest_of(hashes, indices=None, times=1):
+    """Sum mod 2^64 of hashes[indices], repeated `times` (epochs)."""
+    sel = hashes if indices is None else hashes[np.asarray(indices, dtype=np.int64)]
+    total = sum(int(v) for v in sel) & M64
+    return (total * times) & M64
+
+
+def hexd(value):
+    return f"{value:016x}"
