@@ -159,7 +159,8 @@ typedef struct {
     uint64_t convert_ns;          /* worker time spent converting (summed over workers) */
     uint64_t wait_ns;             /* consumer time spent blocked in hfeed_loader_next() */
     uint64_t fallback_reads;      /* reads that went through H5Dread */
-    uint64_t chunk_decodes;       /* compressed chunks decoded by the direct path */
+    uint64_t chunk_decodes;       /* stored chunks decoded by the direct path (compressed, or
+                                   * split samples: each of the chunks a sample spans) */
     uint64_t cache_hits;          /* uses of a decoded chunk served by the chunk cache */
     /* Appended in 0.2 (the upload stage); 0 on the CPU. */
     uint64_t upload_bytes;        /* bytes copied host -> device */

@@ -21,6 +21,10 @@
  * deflate expands incompressible data by well under 1%, fletcher32 adds 4 bytes. */
 #define PLAUSIBLE_STORED(chunk_bytes) (2 * (uint64_t)(chunk_bytes) + 4096)
 
+/* Chunks whose index the direct path keeps (24 bytes each); a dataset chunked finer than this
+ * (1 x 1 x 1 chunks of a large array, say) is read through HDF5. */
+#define MAX_INDEX_ENTRIES (UINT64_C(1) << 26)
+
 /* A growable list of file paths, freed with the catalog's file list. */
 struct paths {
     char **v;
@@ -187,8 +191,6 @@ const char *hfeed__catalog_direct_blocker(const struct hfeed__dset_info *info,
     if (info->layout == HFEED__LAYOUT_COMPACT) return "compact layout, data kept in the header";
     if (info->layout == HFEED__LAYOUT_OTHER) return "virtual or external layout";
     if (info->layout == HFEED__LAYOUT_CONTIGUOUS) return NULL;
-    for (int d = 1; d < info->rank; d++)
-        if (info->chunk[d] != info->dims[d]) return "chunks split the sample axes";
     return NULL;
 }
 
@@ -274,13 +276,29 @@ static hfeed_status index_chunks(struct hfeed__direct *d, const struct hfeed__so
     d->chunk_rows = s->info.chunk[0];
     d->nchunks = (s->info.dims[0] + d->chunk_rows - 1) / d->chunk_rows;
     d->chunk_bytes = (size_t)d->chunk_rows * d->row_bytes;
-    d->chunks = hfeed__alloc((size_t)(d->nchunks > 0 ? d->nchunks : 1) * sizeof *d->chunks);
+    const uint64_t entries = hfeed__chunkindex_count(&q);
+    if (entries > MAX_INDEX_ENTRIES) {
+        snprintf(buf, buf_len, "%llu chunks, more than the %llu the direct path indexes",
+                 (unsigned long long)entries, (unsigned long long)MAX_INDEX_ENTRIES);
+        *why = buf;
+        return HFEED_OK;
+    }
+    d->tiles_per_slab = d->nchunks > 0 ? entries / d->nchunks : 1;
+    d->tile_bytes = s->info.type.size;
+    d->sample_rank = s->info.rank - 1;
+    for (int i = 0; i < s->info.rank; i++) {
+        d->tile_dims[i] = s->info.chunk[i];
+        d->tile_bytes *= (size_t)s->info.chunk[i];
+        if (i > 0) d->sample_dims[i - 1] = s->info.dims[i];
+        d->tiled = d->tiled || (i > 0 && s->info.chunk[i] != s->info.dims[i]);
+    }
+    d->chunks = hfeed__alloc((size_t)(entries > 0 ? entries : 1) * sizeof *d->chunks);
     if (d->chunks == NULL)
         return HFEED__FAIL(err, HFEED_E_NOMEM, "chunk index of %llu chunks: out of memory",
-                           (unsigned long long)d->nchunks);
+                           (unsigned long long)entries);
     const char *reason = NULL;
     struct hfeed__err e = {0};
-    const hfeed_status got = hfeed__chunkindex_read(d->fd, &q, d->chunks, d->nchunks, &reason, &e);
+    const hfeed_status got = hfeed__chunkindex_read(d->fd, &q, d->chunks, entries, &reason, &e);
     if (got == HFEED_E_TYPE) {
         snprintf(buf, buf_len, "%.200s", reason != NULL ? reason : e.msg);
         *why = buf;
@@ -288,14 +306,14 @@ static hfeed_status index_chunks(struct hfeed__direct *d, const struct hfeed__so
     }
     if (got == HFEED_E_NOMEM) return hfeed__err_set(err, got, "%s", e.msg);
     if (got != HFEED_OK) return damaged(err, d->path, d->dataset, e.msg);
-    for (uint64_t i = 0; i < d->nchunks; i++) {
+    for (uint64_t i = 0; i < entries; i++) {
         const struct hfeed__chunk_ref *ch = &d->chunks[i];
         if (ch->addr == HFEED__CHUNK_UNALLOCATED) continue;
-        if (ch->size > PLAUSIBLE_STORED(d->chunk_bytes)) {
+        if (ch->size > PLAUSIBLE_STORED(d->tile_bytes)) {
             snprintf(buf, buf_len,
                      "chunk index: chunk %llu is listed with %llu stored bytes for %zu decoded "
                      "ones",
-                     (unsigned long long)i, (unsigned long long)ch->size, d->chunk_bytes);
+                     (unsigned long long)i, (unsigned long long)ch->size, d->tile_bytes);
             return damaged(err, d->path, d->dataset, buf);
         }
         /* Every byte the workers may pread or map must exist when the loader opens. */
@@ -395,6 +413,8 @@ static hfeed_status setup_source(struct hfeed__catalog *c, size_t k, size_t fi, 
         struct hfeed__field *f = &c->fields[k];
         if (d->chunk_bytes > f->max_chunk_bytes) f->max_chunk_bytes = d->chunk_bytes;
         if (d->chunk_bytes > c->max_chunk_bytes) c->max_chunk_bytes = d->chunk_bytes;
+        if (d->tiled && d->tile_bytes > c->max_tile_bytes)
+            c->max_tile_bytes = d->tile_bytes;
         if (d->max_stored_chunk > c->max_stored_chunk) c->max_stored_chunk = d->max_stored_chunk;
         f->filtered_chunks += d->nchunks;
     }

@@ -59,6 +59,8 @@ struct hfeed__catalog {
     size_t nblocks;
     size_t max_chunk_bytes;  /* largest decoded chunk of a filtered direct source; 0: none */
     size_t max_stored_chunk; /* largest stored chunk of a filtered direct source */
+    size_t max_tile_bytes;   /* largest decoded chunk of a source whose chunks split samples
+                              * (placed into slabs: chunkio.h); 0: none */
 };
 
 /* Builds the catalog for cfg; log hears, once per dataset, which ones HDF5 reads and why.

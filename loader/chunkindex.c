@@ -14,9 +14,10 @@
  *   3. The index: a version 1 B-tree is walked depth-first, one pread per node; a fixed array
  *      is its header, its data block, and one pread per initialised page.
  *
- * Chunk order: the fixed array and implicit indexes number chunks in row-major order over the
- * *max* dims, so chunk i along axis 0 is element i * stride, stride = the number of chunks one
- * row of chunks spans under the max dims. The B-tree keys hold element offsets instead.
+ * Chunk order: the table is row-major over the chunk grid of the dims (chunkindex.h). The fixed
+ * array and implicit indexes number chunks row-major over the grid of the *max* dims, so an
+ * element is renumbered through its coordinates (elem_entry); the B-tree keys hold element
+ * offsets, divided by the chunk dims.
  *
  * Invariants that keep a corrupt file from crashing or hanging us (it gets HFEED_E_READ):
  *   - every address and length taken from the file is checked against q->file_size before we
@@ -58,6 +59,10 @@ struct walk {
     uint64_t maxdims[MAX_RANK]; /* UINT64_MAX: unlimited */
     bool have_last;             /* last_key holds the previous B-tree leaf key */
     uint64_t last_key[MAX_RANK];
+    uint64_t tiles[MAX_RANK];   /* chunks along each axis over the dims (a sample axis: >= 1) */
+    uint64_t tstride[MAX_RANK]; /* the table's stride of each axis (row-major over tiles) */
+    uint64_t mtiles[MAX_RANK];  /* chunks along each axis over the max dims (grid()) */
+    uint64_t mstride[MAX_RANK]; /* the index's stride of each axis (row-major over mtiles) */
 };
 
 /* What the object header scan keeps. */
@@ -340,21 +345,37 @@ static hfeed_status put(struct walk *w, uint64_t i, uint64_t addr, uint64_t size
     return HFEED_OK;
 }
 
-/* Chunks per row of chunks (stride) and in all (total), counted over the max dims. */
-static hfeed_status grid(struct walk *w, uint64_t at, uint64_t *stride, uint64_t *total)
+/* The chunk grid over the max dims, which numbers the elements of a fixed array or implicit
+ * index (row-major): w->mtiles, w->mstride, and the element count in *total. */
+static hfeed_status grid(struct walk *w, uint64_t at, uint64_t *total)
 {
     if (!w->have_max) return unsupported(w, "dataspace message not stored in the header");
-    *stride = 1;
+    uint64_t stride = 1;
     for (int d = w->q->rank - 1; d >= 0; d--) {
         const uint64_t max = w->maxdims[d];
         const uint64_t n = max / w->q->chunk[d] + (max % w->q->chunk[d] != 0);
-        if (max == UINT64_MAX || max < w->q->dims[d] || (n != 0 && *stride > MAX_GRID / n))
+        if (max == UINT64_MAX || max < w->q->dims[d] || (n != 0 && stride > MAX_GRID / n))
             return BAD(w, "max dims out of range for this chunk index", at);
         if (d > 0 && n == 0) return unsupported(w, "a sample axis has length zero");
-        *total = *stride * n;
-        if (d > 0) *stride = *total;
+        w->mtiles[d] = n;
+        w->mstride[d] = stride;
+        stride *= n;
     }
+    *total = stride;
     return HFEED_OK;
+}
+
+/* The table entry of index element e (numbered over the max dims' grid), or UINT64_MAX when
+ * that chunk lies beyond the dims (room the dataset may grow into). */
+static uint64_t elem_entry(const struct walk *w, uint64_t e)
+{
+    uint64_t i = 0;
+    for (int d = 0; d < w->q->rank; d++) {
+        const uint64_t t = d == 0 ? e / w->mstride[0] : e / w->mstride[d] % w->mtiles[d];
+        if (t >= w->tiles[d]) return UINT64_MAX;
+        i += t * w->tstride[d];
+    }
+    return i;
 }
 
 /* --- version 1 B-tree ---------------------------------------------------------------------- */
@@ -366,8 +387,10 @@ static hfeed_status leaf(struct walk *w, const uint8_t *key, const uint8_t *chil
     uint64_t off[MAX_RANK] = {0};
     uint64_t addr = UNALLOC;
     int cmp = w->have_last ? 0 : 1;
+    bool bad = false;
     for (int d = 0; d < rank; d++) {
         off[d] = le(key + 8 + 8 * d, 8);
+        bad = bad || off[d] % w->q->chunk[d] != 0;
         if (cmp == 0 && off[d] != w->last_key[d]) cmp = off[d] > w->last_key[d] ? 1 : -1;
     }
     if (cmp <= 0) return BAD(w, "B-tree keys out of order", at);
@@ -375,11 +398,14 @@ static hfeed_status leaf(struct walk *w, const uint8_t *key, const uint8_t *chil
     w->have_last = true;
     HFEED__CHECK(addr_at(w, child, at, &addr));
     const uint64_t size = le(key, 4);
-    if (addr == UNALLOC || off[0] % w->q->chunk[0] != 0) return BAD(w, "bad B-tree entry", at);
+    if (addr == UNALLOC || bad) return BAD(w, "bad B-tree entry", at);
     if (!w->q->filtered && size != w->chunk_bytes) return BAD(w, "bad B-tree chunk size", at);
-    for (int d = 1; d < rank; d++)
-        if (off[d] != 0) return HFEED_OK; /* beyond the extent of a sample axis */
-    return put(w, off[0] / w->q->chunk[0], addr, size, (uint32_t)le(key + 4, 4));
+    uint64_t i = 0;
+    for (int d = 0; d < rank; d++) {
+        if (off[d] / w->q->chunk[d] >= w->tiles[d]) return HFEED_OK; /* beyond the dims */
+        i += off[d] / w->q->chunk[d] * w->tstride[d];
+    }
+    return put(w, i, addr, size, (uint32_t)le(key + 4, 4));
 }
 
 /* Reads a node at `at` into a new buffer of *len bytes (a guess, cut short near the end of the
@@ -437,7 +463,6 @@ done:
 struct farray {
     unsigned client; /* 0: plain addresses, 1: filtered (address, size, mask) */
     unsigned esize;  /* bytes per element */
-    uint64_t stride; /* elements per row of chunks */
 };
 
 /* count elements at p, the first being element number first. */
@@ -446,17 +471,17 @@ static hfeed_status fa_elems(struct walk *w, const struct farray *fa, const uint
 {
     const unsigned sa = w->q->sizeof_addr;
     for (uint64_t k = 0; k < count; k++, p += fa->esize) {
-        const uint64_t e = first + k;
+        const uint64_t i = elem_entry(w, first + k);
         uint64_t addr = UNALLOC;
-        if (e % fa->stride != 0) continue;
+        if (i == UINT64_MAX) continue;
         HFEED__CHECK(addr_at(w, p, at, &addr));
         if (addr == UNALLOC) continue;
         if (fa->client == 0) {
-            HFEED__CHECK(put(w, e / fa->stride, addr, w->chunk_bytes, 0));
+            HFEED__CHECK(put(w, i, addr, w->chunk_bytes, 0));
             continue;
         }
         const uint64_t size = le(p + sa, fa->esize - sa - 4);
-        HFEED__CHECK(put(w, e / fa->stride, addr, size, (uint32_t)le(p + fa->esize - 4, 4)));
+        HFEED__CHECK(put(w, i, addr, size, (uint32_t)le(p + fa->esize - 4, 4)));
     }
     return HFEED_OK;
 }
@@ -514,7 +539,7 @@ static hfeed_status farray(struct walk *w, uint64_t at, unsigned bits_in_layout)
     uint8_t head[6 + 8] = {'F', 'A', 'D', 'B', 0, 0}; /* what the data block must start with */
     uint64_t dblk = UNALLOC;
     uint64_t total = 0;
-    struct farray fa = {0, 0, 1};
+    struct farray fa = {0, 0};
     HFEED__CHECK(rd(w, at, h, hlen, "fixed array header"));
     if (memcmp(h, "FAHD", 4) != 0 || h[4] != 0 || !checksum_ok(h, hlen))
         return BAD(w, "bad fixed array header", at);
@@ -523,7 +548,7 @@ static hfeed_status farray(struct walk *w, uint64_t at, unsigned bits_in_layout)
     const unsigned bits = h[7];
     const uint64_t nelmts = le(h + 8, ss);
     HFEED__CHECK(addr_at(w, h + 8 + ss, at, &dblk));
-    HFEED__CHECK(grid(w, at, &fa.stride, &total));
+    HFEED__CHECK(grid(w, at, &total));
     if ((fa.client == 0 && fa.esize != sa) ||
         (fa.client == 1 && (fa.esize <= sa + 4 || fa.esize > sa + 12)) || fa.client > 1 ||
         bits == 0 || bits > 32 || bits != bits_in_layout || nelmts != total)
@@ -579,7 +604,6 @@ static hfeed_status layout_v4(struct walk *w, const uint8_t *p, size_t len, uint
     const unsigned sa = w->q->sizeof_addr;
     uint64_t dims[MAX_RANK + 1];
     uint64_t addr = UNALLOC;
-    uint64_t stride = 1;
     uint64_t total = 0;
     const unsigned flags = len > 4 ? p[2] : 0;
     const unsigned ndims = len > 4 ? p[3] : 0;
@@ -605,10 +629,14 @@ static hfeed_status layout_v4(struct walk *w, const uint8_t *p, size_t len, uint
     if (type == 1)
         return put(w, 0, addr, le(p + off, w->q->sizeof_size),
                    (uint32_t)le(p + off + w->q->sizeof_size, 4));
-    HFEED__CHECK(grid(w, at, &stride, &total)); /* implicit: chunks back to back */
+    HFEED__CHECK(grid(w, at, &total)); /* implicit: every chunk of the max dims, back to back */
     if (total > w->q->file_size / w->chunk_bytes) return BAD(w, "implicit index too large", at);
-    for (uint64_t i = 0; i < w->nchunks; i++)
-        HFEED__CHECK(put(w, i, addr + i * stride * w->chunk_bytes, w->chunk_bytes, 0));
+    for (uint64_t i = 0; i < w->nchunks; i++) {
+        uint64_t e = 0; /* entry i's element: its coordinates, renumbered over the max dims */
+        for (int d = 0; d < w->q->rank; d++)
+            e += i / w->tstride[d] % w->tiles[d] * w->mstride[d];
+        HFEED__CHECK(put(w, i, addr + e * w->chunk_bytes, w->chunk_bytes, 0));
+    }
     return HFEED_OK;
 }
 
@@ -625,6 +653,25 @@ static hfeed_status layout(struct walk *w, const uint8_t *p, size_t len, uint64_
 
 /* --- entry point --------------------------------------------------------------------------- */
 
+/* Chunks along axis d over the dims; a sample axis counts at least one. */
+static uint64_t tiles_along(const struct hfeed__index_query *q, int d)
+{
+    const uint64_t n = q->dims[d] / q->chunk[d] + (q->dims[d] % q->chunk[d] != 0);
+    return d > 0 && n == 0 ? 1 : n;
+}
+
+uint64_t hfeed__chunkindex_count(const struct hfeed__index_query *q)
+{
+    uint64_t n = 1;
+    for (int d = 0; d < q->rank && d < MAX_RANK; d++) {
+        if (q->chunk[d] == 0) return UINT64_MAX;
+        const uint64_t t = tiles_along(q, d);
+        if (t != 0 && n > UINT64_MAX / t) return UINT64_MAX;
+        n *= t;
+    }
+    return n;
+}
+
 static hfeed_status check_args(int fd, const struct hfeed__index_query *q,
                                const struct hfeed__chunk_ref *table, uint64_t nchunks,
                                struct hfeed__err *err)
@@ -636,7 +683,7 @@ static hfeed_status check_args(int fd, const struct hfeed__index_query *q,
     for (int d = 0; d < q->rank; d++)
         if (q->chunk[d] == 0)
             return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "chunk index: zero chunk dim %d", d);
-    const uint64_t want = q->dims[0] / q->chunk[0] + (q->dims[0] % q->chunk[0] != 0);
+    const uint64_t want = hfeed__chunkindex_count(q);
     if (nchunks != want)
         return HFEED__FAIL(err, HFEED_E_INVALID_ARG,
                            "chunk index: table of %" PRIu64 " chunks, dataset has %" PRIu64,
@@ -650,15 +697,15 @@ hfeed_status hfeed__chunkindex_read(int fd, const struct hfeed__index_query *q,
 {
     if (why != NULL) *why = NULL;
     HFEED__CHECK(check_args(fd, q, table, nchunks, err));
-    for (int d = 1; d < q->rank; d++) {
-        if (q->chunk[d] < q->dims[d]) {
-            if (why != NULL) *why = "chunks split the sample axes";
-            return HFEED_E_TYPE;
-        }
-    }
     for (uint64_t i = 0; i < nchunks; i++)
         table[i] = (struct hfeed__chunk_ref){.addr = UNALLOC, .size = 0, .filter_mask = 0};
     struct walk w = {.fd = fd, .q = q, .err = err, .why = why, .table = table, .nchunks = nchunks};
+    uint64_t stride = 1;
+    for (int d = q->rank - 1; d >= 0; d--) {
+        w.tiles[d] = tiles_along(q, d);
+        w.tstride[d] = stride;
+        stride *= w.tiles[d];
+    }
     struct ohdr h; /* about 2 KiB */
     memset(&h, 0, sizeof h);
     HFEED__CHECK(read_header(&w, &h));

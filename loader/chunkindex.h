@@ -12,9 +12,9 @@
  * Anything else (extensible array, version 2 B-tree, external or virtual layouts) is reported
  * as unsupported with a reason, and the caller falls back to HDF5.
  *
- * Only datasets whose chunks span every axis but the first are indexed (chunk[d] >= dims[d]
- * for d >= 1): then chunk i holds rows [i * chunk[0], (i + 1) * chunk[0]). Pure apart from
- * pread on the caller's descriptor; no HDF5, no threads, no globals. */
+ * Any chunk shape is indexed: chunks that span whole samples (chunk[d] >= dims[d] for d >= 1)
+ * and chunks that split them (h5py's chunks=True on images). Pure apart from pread on the
+ * caller's descriptor; no HDF5, no threads, no globals. */
 #ifndef HFEED_CHUNKINDEX_H
 #define HFEED_CHUNKINDEX_H
 
@@ -46,8 +46,16 @@ struct hfeed__index_query {
     uint64_t file_size;   /* bytes in the file: every address read is checked against it */
 };
 
-/* Fills table[0 .. nchunks) with chunk i = rows [i * chunk[0], ...), nchunks =
- * ceil(dims[0] / chunk[0]); chunks the index does not list are HFEED__CHUNK_UNALLOCATED.
+/* The entries of the table hfeed__chunkindex_read() fills: the chunks over the dims, row-major,
+ * each sample axis counting at least one: prod ceil(dims[d] / chunk[d]). UINT64_MAX when that
+ * overflows (or a chunk dim is 0). When chunks span whole samples it is ceil(dims[0] /
+ * chunk[0]): chunk i holds rows [i * chunk[0], ...). */
+uint64_t hfeed__chunkindex_count(const struct hfeed__index_query *q);
+
+/* Fills table[0 .. nchunks), nchunks = hfeed__chunkindex_count(q): entry i is the chunk whose
+ * grid coordinates (t[0], ..., t[rank - 1]) give i row-major, so the chunks of rows [t[0] *
+ * chunk[0], ...) are entries t[0] * n .. t[0] * n + n - 1, n = nchunks / ceil(dims[0] /
+ * chunk[0]). Chunks the index does not list are HFEED__CHUNK_UNALLOCATED.
  * Returns: HFEED_OK; HFEED_E_TYPE when the index kind is not one we read (*why, if non-NULL,
  * gets a static reason for the caller's log line: fall back to HDF5); HFEED_E_READ when the
  * bytes are not what the format says (a message says where). */

@@ -12,7 +12,49 @@
 
 bool hfeed__chunkio_filtered(const struct hfeed__direct *d)
 {
-    return d->chunked && d->pipeline.nfilters > 0;
+    return d->chunked && (d->pipeline.nfilters > 0 || d->tiled);
+}
+
+void hfeed__chunkio_place_tile(const struct hfeed__direct *d, uint64_t j,
+                               const unsigned char *tile, unsigned char *slab)
+{
+    const int n = d->sample_rank;
+    uint64_t origin[8], extent[8], tstride[8], sstride[8];
+    /* Tile j's coordinates on the sample axes (row-major, last axis fastest), its origin in the
+     * sample and the part of it inside the dims; and element strides in the tile and the row. */
+    uint64_t rest = j, ts = 1, ss = 1;
+    for (int a = n - 1; a >= 0; a--) {
+        const uint64_t c = d->tile_dims[a + 1], dim = d->sample_dims[a];
+        const uint64_t across = dim / c + (dim % c != 0);
+        origin[a] = across > 0 ? rest % across * c : 0;
+        rest = across > 0 ? rest / across : rest;
+        extent[a] = origin[a] < dim ? (dim - origin[a] < c ? dim - origin[a] : c) : 0;
+        tstride[a] = ts;
+        sstride[a] = ss;
+        ts *= c;
+        ss *= dim;
+    }
+    if (n == 0) return; /* nothing to place: a slab is one chunk when samples are scalars */
+    for (int a = 0; a < n; a++)
+        if (extent[a] == 0) return;
+    const size_t e = d->elem_size, run = (size_t)extent[n - 1] * e;
+    uint64_t at[8] = {0}; /* the position inside the tile's extent on axes 0 .. n - 2 */
+    for (uint64_t r = 0; r < d->tile_dims[0]; r++) {
+        const unsigned char *src_row = tile + r * ts * e;
+        unsigned char *dst_row = slab + r * d->row_bytes;
+        for (;;) {
+            uint64_t src = 0, dst = 0;
+            for (int a = 0; a < n; a++) {
+                src += (a < n - 1 ? at[a] : 0) * tstride[a];
+                dst += (origin[a] + (a < n - 1 ? at[a] : 0)) * sstride[a];
+            }
+            memcpy(dst_row + dst * e, src_row + src * e, run);
+            int a = n - 2;
+            while (a >= 0 && ++at[a] == extent[a])
+                at[a--] = 0;
+            if (a < 0) break;
+        }
+    }
 }
 
 void hfeed__chunkio_fill(const struct hfeed__direct *d, unsigned char *dst, uint64_t n)
@@ -95,8 +137,11 @@ static uint64_t stored_offset(const struct hfeed__direct *d, uint64_t row)
         return d->contiguous_addr == HFEED__CHUNK_UNALLOCATED ? UINT64_MAX
                                                               : d->contiguous_addr + row * d->row_bytes;
     const uint64_t c = row / d->chunk_rows;
+    if (hfeed__chunkio_filtered(d)) { /* the slab's first tile stands for it */
+        const uint64_t addr = d->chunks[c * d->tiles_per_slab].addr;
+        return addr == HFEED__CHUNK_UNALLOCATED ? UINT64_MAX : addr;
+    }
     if (d->chunks[c].addr == HFEED__CHUNK_UNALLOCATED) return UINT64_MAX;
-    if (hfeed__chunkio_filtered(d)) return d->chunks[c].addr;
     return d->chunks[c].addr + (row - c * d->chunk_rows) * d->row_bytes;
 }
 
@@ -117,11 +162,19 @@ void hfeed__chunkio_will_need(const struct hfeed__direct *d, uint64_t row, uint6
     while (n > 0) {
         const uint64_t in_chunk = d->chunked ? d->chunk_rows - row % d->chunk_rows : n;
         const uint64_t take = in_chunk < n ? in_chunk : n;
-        const uint64_t off = stored_offset(d, row);
-        const uint64_t len = hfeed__chunkio_filtered(d) ? d->chunks[row / d->chunk_rows].size
-                                                        : take * d->row_bytes;
         /* Advice only: a refusal changes nothing but the speed. */
-        if (off != UINT64_MAX) (void)posix_fadvise(d->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+        if (hfeed__chunkio_filtered(d)) {
+            const uint64_t first = row / d->chunk_rows * d->tiles_per_slab;
+            for (uint64_t t = first; t < first + d->tiles_per_slab; t++)
+                if (d->chunks[t].addr != HFEED__CHUNK_UNALLOCATED)
+                    (void)posix_fadvise(d->fd, (off_t)d->chunks[t].addr, (off_t)d->chunks[t].size,
+                                        POSIX_FADV_WILLNEED);
+        } else {
+            const uint64_t off = stored_offset(d, row);
+            if (off != UINT64_MAX)
+                (void)posix_fadvise(d->fd, (off_t)off, (off_t)(take * d->row_bytes),
+                                    POSIX_FADV_WILLNEED);
+        }
         row += take;
         n -= take;
     }

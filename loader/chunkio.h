@@ -11,9 +11,19 @@
  * truncate files in use. Where mmap is refused, pread serves instead.
  *
  * A direct source is one field in one file whose storage the path understands: contiguous, or
- * chunked with chunks spanning every axis but the first (chunk i = rows [i * chunk_rows, ...)),
- * filtered at most with deflate, shuffle and fletcher32. Unwritten storage reads as the dataset's
- * fill value. Everything else stays with h5io (H5Dread), decided once at open and logged. */
+ * chunked in any shape, filtered at most with deflate, shuffle and fletcher32. Unwritten storage
+ * reads as the dataset's fill value. Everything else stays with h5io (H5Dread), decided once at
+ * open and logged.
+ *
+ * Chunks: the reader's unit is the slab of chunk_rows whole rows starting at a multiple of
+ * chunk_rows, "chunk" c below (rows [c * chunk_rows, ...)). When the stored chunks span whole
+ * samples, a slab is one stored chunk. When they split the samples (chunk[d] < dims[d] for a
+ * sample axis d, as h5py's chunks=True makes of images), or differ from them (chunk[d] > dims[d]
+ * on an axis that may grow), a slab is tiles_per_slab stored chunks,
+ * "tiles", entries c * tiles_per_slab .. + tiles_per_slab - 1 of the index table (row-major over
+ * the sample axes' tile grid): the reader decodes each tile and places it into the slab
+ * (hfeed__chunkio_place_tile), once per slab, into the chunk cache. Such a source is read as a
+ * decoded one (hfeed__chunkio_decoded) even without filters. */
 #ifndef HFEED_CHUNKIO_H
 #define HFEED_CHUNKIO_H
 
@@ -35,17 +45,31 @@ struct hfeed__direct {
     uint64_t nrows;
     bool chunked;
     uint64_t contiguous_addr;        /* !chunked: data offset, or HFEED__CHUNK_UNALLOCATED */
-    uint64_t chunk_rows;             /* chunked: rows per chunk */
-    size_t chunk_bytes;              /* chunked: decoded bytes of one chunk */
-    struct hfeed__chunk_ref *chunks; /* chunked: nchunks entries; owned */
-    uint64_t nchunks;
+    uint64_t chunk_rows;             /* chunked: rows per chunk (slab) */
+    size_t chunk_bytes;              /* chunked: decoded bytes of one slab, chunk_rows rows */
+    struct hfeed__chunk_ref *chunks; /* chunked: nchunks * tiles_per_slab entries; owned */
+    uint64_t nchunks;                /* slabs: ceil(nrows / chunk_rows) */
+    uint64_t tiles_per_slab;         /* stored chunks per slab: 1 unless they split samples */
+    bool tiled;                      /* stored chunks are placed into slabs: their extent on
+                                      * a sample axis differs from the sample's (chunkio.h) */
+    size_t tile_bytes;               /* decoded bytes of one stored chunk */
+    int sample_rank;                 /* sample axes (rank - 1), for placing tiles */
+    uint64_t sample_dims[8];         /* the sample's shape */
+    uint64_t tile_dims[8];           /* a stored chunk's extent on axes 0 (rows), 1, ... */
     size_t max_stored_chunk;         /* largest stored chunk, for the raw read buffer */
     struct hfeed__pipeline pipeline; /* chunked: nfilters == 0 means unfiltered */
     unsigned char fill[8];           /* one element of the fill value, stored bytes */
 };
 
-/* Whether d's chunks need decoding (a filter pipeline), i.e. must go through the codec. */
+/* Whether d's chunks need decoding (a filter pipeline, or tiles to place into slabs), i.e. are
+ * read whole into the chunk cache rather than row by row. */
 bool hfeed__chunkio_filtered(const struct hfeed__direct *d);
+
+/* Copies the part of decoded tile j (0 <= j < tiles_per_slab) of a slab that lies inside the
+ * dims into the slab's rows (chunk_rows rows of row_bytes, row-major), at the tile's place on
+ * the sample axes. Rows past the dataset's end are copied too (the slab has room for them). */
+void hfeed__chunkio_place_tile(const struct hfeed__direct *d, uint64_t j,
+                               const unsigned char *tile, unsigned char *slab);
 
 /* Reads stored rows [row, row + n) of an unfiltered source into dst (n * row_bytes), with one
  * pread per chunk touched; unallocated storage becomes the fill value.
@@ -75,7 +99,8 @@ void hfeed__chunkio_will_need(const struct hfeed__direct *d, uint64_t row, uint6
  * the background. Advice only. */
 void hfeed__chunkio_will_need_file(const struct hfeed__direct *d);
 
-/* Reads the stored bytes of chunk c of a filtered source into buf (max_stored_chunk bytes).
+/* Reads the stored bytes of index entry c (a slab's only chunk, or one of its tiles) of a
+ * decoded source into buf (max_stored_chunk bytes).
  * Sets *len; *len == 0 means the chunk is unallocated (the caller fills it).
  * Returns: HFEED_OK or HFEED_E_READ. */
 hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c,

@@ -141,15 +141,13 @@ void hfeed__fieldcache_forget(struct hfeed__fieldcache *fc)
         if (fc->caches[k] != NULL) hfeed__chunkcache_forget(fc->caches[k]);
 }
 
-void hfeed__fieldcache_get_stats(const struct hfeed__fieldcache *fc, uint64_t *hits,
-                                 uint64_t *decodes)
+void hfeed__fieldcache_get_stats(const struct hfeed__fieldcache *fc, uint64_t *hits)
 {
     for (size_t k = 0; k < fc->cat->nfields; k++) {
         struct hfeed__chunkcache_stats cs = {0, 0, 0};
         if (fc->caches[k] == NULL) continue;
         hfeed__chunkcache_get_stats(fc->caches[k], &cs);
         *hits += cs.hits;
-        *decodes += cs.decodes + cs.uncached;
     }
 }
 

@@ -48,9 +48,8 @@ void hfeed__fieldcache_expect(struct hfeed__fieldcache *fc, uint64_t seq, const 
 /* Every expectation dropped (the loader seeks). */
 void hfeed__fieldcache_forget(struct hfeed__fieldcache *fc);
 
-/* Adds the caches' hits and decodes (uncached ones included) to *hits and *decodes. */
-void hfeed__fieldcache_get_stats(const struct hfeed__fieldcache *fc, uint64_t *hits,
-                                 uint64_t *decodes);
+/* Adds the caches' hits to *hits (the workers count the chunks they decode themselves). */
+void hfeed__fieldcache_get_stats(const struct hfeed__fieldcache *fc, uint64_t *hits);
 
 /* Bytes allocated: entries, keys, expectation masks. */
 size_t hfeed__fieldcache_memory(const struct hfeed__fieldcache *fc);

@@ -68,6 +68,23 @@ hfeed_status hfeed__inspect_fields_file(hfeed_report *r, struct hfeed__h5file *f
     return HFEED_OK;
 }
 
+/* The config that rechunks field k's dataset in its first file by whole samples, about 1 MiB a
+ * chunk (h5feed convert's own default, written out so that it can be tuned): one line of JSON.
+ * Global shuffle over such chunks decodes each once when the cache holds them all, and a
+ * sample is never split over chunks. */
+static void rechunk_config(const hfeed_report *r, size_t k, char *buf, size_t len)
+{
+    const struct hfeed__dset_entry *e = &r->src[k * r->ncfg];
+    const uint64_t row = e->row_bytes > 0 ? e->row_bytes : 1;
+    const uint64_t rows = MIB / row > 0 ? MIB / row : 1;
+    const char *file = r->files[e->file];
+    snprintf(buf, len,
+             "{\"files\": [\"%s\"], \"fields\": [{\"name\": \"%s\", \"dataset\": \"%s\", "
+             "\"dtype\": \"native\"}], \"output\": {\"path\": \"%s.rechunked.h5\", "
+             "\"chunk_rows\": %" PRIu64 ", \"compression\": \"gzip\", \"shuffle\": true}}",
+             file, r->cfg->fields[k].name, e->path, file, rows);
+}
+
 /* Rows per chunk-shuffle block of config file j, as catalog.c's block_rows() computes them:
  * the chunk rows of the field with the most bytes per sample, or about 1 MiB of it. */
 static uint64_t block_rows(const hfeed_report *r, size_t j)
@@ -90,14 +107,21 @@ static void cost_source(const struct hfeed__dset_entry *e, bool direct_allowed, 
     s->rows = d->shape[0];
     s->row_bytes = e->row_bytes;
     s->direct = direct_allowed && d->direct;
-    s->filtered = d->layout == HFEED_LAYOUT_CHUNKED && d->nfilters > 0 && d->chunk[0] > 0;
     s->block_rows = block;
+    if (d->layout != HFEED_LAYOUT_CHUNKED || d->chunk[0] == 0) return;
+    /* Decoded whole into the cache: compressed chunks, and chunks whose extent on a sample axis
+     * is not the sample's, whose chunk rows the loader assembles (chunkio.h). */
+    bool tiled = false;
+    s->group_chunks = 1;
+    for (int i = 1; i < d->rank; i++) {
+        const uint64_t across = (d->shape[i] + d->chunk[i] - 1) / d->chunk[i];
+        s->group_chunks *= across > 0 ? across : 1;
+        tiled = tiled || d->chunk[i] != d->shape[i];
+    }
+    s->filtered = d->nfilters > 0 || (tiled && s->direct);
     if (!s->filtered) return;
     s->group_rows = d->chunk[0];
     s->chunk_bytes = d->chunk_bytes;
-    s->group_chunks = 1;
-    for (int i = 1; i < d->rank; i++)
-        s->group_chunks *= (d->shape[i] + d->chunk[i] - 1) / d->chunk[i];
     const uint64_t groups = (s->rows + s->group_rows - 1) / s->group_rows;
     s->group_stored = groups > 0 ? (double)d->storage_bytes / (double)groups : 0.0;
 }
@@ -167,10 +191,9 @@ static hfeed_status field_warnings(hfeed_report *r, size_t k, const struct hfeed
         const double need = chunk ? cache->window_need : cache->chunks;
         const uint64_t need_mb =
             (uint64_t)ceil((chunk ? cache->bytes_window : cache->bytes_all) / (double)MIB);
-        char advice[256];
+        char advice[HFEED_ERRBUF_SIZE / 2];
         if (fc->path != HFEED_READ_DIRECT_DECODE)
-            snprintf(advice, sizeof advice, "H5Dread keeps only 1 MiB of chunks per dataset; "
-                                            "use \"shuffle\": \"chunk\" or smaller chunks");
+            snprintf(advice, sizeof advice, "H5Dread keeps only 1 MiB of chunks per dataset");
         else if (cfg->shuffle == HFEED__SHUFFLE_GLOBAL)
             snprintf(advice, sizeof advice,
                      "use \"shuffle\": \"chunk\" (%.2f) or cache_mb >= %" PRIu64
@@ -181,12 +204,15 @@ static hfeed_status field_warnings(hfeed_report *r, size_t k, const struct hfeed
                      "a window needs about %.0f chunks but the cache holds %" PRIu64
                      "; use cache_mb >= %" PRIu64 " or a smaller shuffle_window",
                      need, cache->entries, need_mb);
+        char rechunk[HFEED_ERRBUF_SIZE / 2];
+        rechunk_config(r, k, rechunk, sizeof rechunk);
         HFEED__CHECK(hfeed__inspect_warn(
             r, HFEED_WARN_HIGH_AMPLIFICATION, SIZE_MAX, fc->dataset, err,
             "field \"%s\": %s shuffle decodes %.2f bytes per byte delivered (%.0f chunk "
-            "decodes per epoch for %" PRIu64 " chunks); %s",
+            "decodes per epoch for %" PRIu64 " chunks); %s; or rechunk by whole samples, "
+            "h5feed convert with %s",
             name, hfeed_shuffle_name((hfeed_shuffle_mode)cfg->shuffle),
-            now->decode_amplification, now->chunk_decodes, fc->chunks, advice));
+            now->decode_amplification, now->chunk_decodes, fc->chunks, advice, rechunk));
     }
     const struct hfeed__dset_entry *e0 = &r->src[k * r->ncfg];
     if (fc->path == HFEED_READ_HDF5) {

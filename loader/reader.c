@@ -38,11 +38,12 @@ struct worker {
     unsigned char *raw; /* one stored chunk (the largest) */
     unsigned char *tmp; /* one decoded chunk: the codec's scratch */
     unsigned char *own; /* one decoded chunk, when the cache has no free entry */
+    unsigned char *tile; /* one decoded tile of a slab whose chunks split samples (chunkio.h) */
     struct hfeed__reader_stats local; /* this batch's counts; only this worker touches them */
     /* Published once per batch, so the consumer can sum them while workers run; aligned so
      * that two workers' counters never share a cache line. */
     _Alignas(64) atomic_uint_fast64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads,
-        read_ahead;
+        read_ahead, decodes;
 };
 
 struct hfeed__reader {
@@ -86,6 +87,7 @@ static void flush_counts(struct worker *w)
     add(&w->overflow, w->local.overflow);
     add(&w->h5_reads, w->local.h5_reads);
     add(&w->read_ahead, w->local.read_ahead);
+    add(&w->decodes, w->local.chunk_decodes);
     memset(&w->local, 0, sizeof w->local);
 }
 
@@ -225,29 +227,59 @@ struct chunk_job {
     uint64_t chunk;
 };
 
-/* hfeed__decode_fn: pread the stored chunk and undo its filters into dst, outside every lock. */
-static hfeed_status decode_chunk(void *ctx, unsigned char *dst, struct hfeed__err *err)
+/* Reads index entry `entry` of j's source and undoes its filters into dst (tile_bytes), or fills
+ * dst when the chunk was never written. */
+static hfeed_status decode_entry(const struct chunk_job *j, uint64_t entry, unsigned char *dst,
+                                 struct hfeed__err *err)
 {
-    const struct chunk_job *j = ctx;
+    const struct hfeed__direct *d = j->d;
     const uint64_t t0 = now_ns();
     size_t len = 0;
-    HFEED__CHECK(hfeed__chunkio_read_chunk(j->d, j->chunk, j->w->raw, &len, err));
+    HFEED__CHECK(hfeed__chunkio_read_chunk(d, entry, j->w->raw, &len, err));
+    count(&j->w->local.chunk_decodes, 1);
     const uint64_t t1 = now_ns();
     count(&j->w->local.read_ns, t1 - t0);
     hfeed_status st = HFEED_OK;
     if (len == 0) {
-        hfeed__chunkio_fill(j->d, dst, j->d->chunk_bytes / j->d->elem_size);
+        hfeed__chunkio_fill(d, dst, d->tile_bytes / d->elem_size);
+    } else if (d->pipeline.nfilters == 0) { /* an unfiltered tile: stored as it is */
+        memcpy(dst, j->w->raw, d->tile_bytes);
     } else {
         struct hfeed__err why = {0};
-        st = hfeed__codec_decode(j->w->codec, &j->d->pipeline, j->d->chunks[j->chunk].filter_mask,
-                                 j->w->raw, len, dst, j->w->tmp, j->d->chunk_bytes, &why);
-        if (st != HFEED_OK)
+        st = hfeed__codec_decode(j->w->codec, &d->pipeline, d->chunks[entry].filter_mask,
+                                 j->w->raw, len, dst, j->w->tmp, d->tile_bytes, &why);
+        if (st != HFEED_OK && !d->tiled)
             HFEED__FAIL(err, st, "file \"%s\" dataset \"%s\" chunk %llu (rows %llu..): %s",
-                        j->d->path, j->d->dataset, (unsigned long long)j->chunk,
-                        (unsigned long long)(j->chunk * j->d->chunk_rows), why.msg);
+                        d->path, d->dataset, (unsigned long long)entry,
+                        (unsigned long long)(entry * d->chunk_rows), why.msg);
+        else if (st != HFEED_OK)
+            HFEED__FAIL(err, st,
+                        "file \"%s\" dataset \"%s\" chunk %llu of rows %llu.. (tile %llu of "
+                        "%llu): %s",
+                        d->path, d->dataset, (unsigned long long)entry,
+                        (unsigned long long)(entry / d->tiles_per_slab * d->chunk_rows),
+                        (unsigned long long)(entry % d->tiles_per_slab + 1),
+                        (unsigned long long)d->tiles_per_slab, why.msg);
     }
     count(&j->w->local.decode_ns, now_ns() - t1);
     return st;
+}
+
+/* hfeed__decode_fn: the slab j->chunk into dst, outside every lock: its stored chunk decoded in
+ * place, or, when chunks split samples, each of its tiles decoded and placed. */
+static hfeed_status decode_chunk(void *ctx, unsigned char *dst, struct hfeed__err *err)
+{
+    const struct chunk_job *j = ctx;
+    const struct hfeed__direct *d = j->d;
+    if (!d->tiled) return decode_entry(j, j->chunk, dst, err);
+    const uint64_t first = j->chunk * d->tiles_per_slab;
+    for (uint64_t t = 0; t < d->tiles_per_slab; t++) {
+        HFEED__CHECK(decode_entry(j, first + t, j->w->tile, err));
+        const uint64_t t0 = now_ns();
+        hfeed__chunkio_place_tile(d, t, j->w->tile, dst);
+        count(&j->w->local.decode_ns, now_ns() - t0);
+    }
+    return HFEED_OK;
 }
 
 /* Like read_rows_run, for a filtered source: each chunk the run touches comes decoded from the
@@ -484,11 +516,15 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
                      batch_size * (sizeof *w->picks + c->nfields * sizeof *w->deferred);
         if (ok && c->max_chunk_bytes > 0) {
             w->raw = hfeed__alloc_aligned(c->max_stored_chunk);
-            w->tmp = hfeed__alloc_aligned(c->max_chunk_bytes);
+            const size_t tmp = c->max_tile_bytes > c->max_chunk_bytes ? c->max_tile_bytes
+                                                                      : c->max_chunk_bytes;
+            w->tmp = hfeed__alloc_aligned(tmp); /* the codec's scratch: one decoded chunk */
             w->own = hfeed__alloc_aligned(c->max_chunk_bytes);
+            w->tile = c->max_tile_bytes > 0 ? hfeed__alloc_aligned(c->max_tile_bytes) : NULL;
             ok = w->raw != NULL && w->tmp != NULL && w->own != NULL &&
+                 (w->tile != NULL || c->max_tile_bytes == 0) &&
                  hfeed__codec_create(&w->codec, err) == HFEED_OK;
-            r->memory += c->max_stored_chunk + 2 * c->max_chunk_bytes;
+            r->memory += c->max_stored_chunk + tmp + c->max_chunk_bytes + c->max_tile_bytes;
         }
     }
     if (ok && c->max_chunk_bytes > 0) {
@@ -541,9 +577,9 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
         out->overflow += atomic_load_explicit(&w->overflow, memory_order_relaxed);
         out->h5_reads += atomic_load_explicit(&w->h5_reads, memory_order_relaxed);
         out->read_ahead += atomic_load_explicit(&w->read_ahead, memory_order_relaxed);
+        out->chunk_decodes += atomic_load_explicit(&w->decodes, memory_order_relaxed);
     }
-    if (r->caches != NULL)
-        hfeed__fieldcache_get_stats(r->caches, &out->cache_hits, &out->chunk_decodes);
+    if (r->caches != NULL) hfeed__fieldcache_get_stats(r->caches, &out->cache_hits);
 }
 
 size_t hfeed__reader_memory(const struct hfeed__reader *r)
@@ -562,6 +598,7 @@ void hfeed__reader_destroy(struct hfeed__reader *r)
         hfeed__free(r->workers[i].raw);
         hfeed__free(r->workers[i].tmp);
         hfeed__free(r->workers[i].own);
+        hfeed__free(r->workers[i].tile);
         hfeed__codec_destroy(r->workers[i].codec);
     }
     hfeed__fieldcache_destroy(r->caches);

@@ -39,7 +39,9 @@ struct hfeed__reader;
 
 struct hfeed__reader_stats {
     uint64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads;
-    uint64_t cache_hits, chunk_decodes;
+    uint64_t cache_hits;    /* chunk rows found decoded in a cache */
+    uint64_t chunk_decodes; /* stored chunks decoded (a chunk row is several when they split
+                             * samples: chunkio.h) */
     uint64_t read_ahead; /* (batch, field) pairs read ahead (reader.c ask_ahead) */
 };
 

@@ -271,6 +271,8 @@ def main():
         # 5. --help, exit codes and messages.
         rc, out, _ = run("convert", "--help")
         c.check(rc == 0 and "Usage: h5feed convert" in out, f"--help: {rc} {out!r}")
+        c.check("Rechunking" in out and '"output": {"chunk_rows": N}' in out,
+                f"--help says how to rechunk: {out!r}")
         rc, out, _ = run("--help")
         c.check("convert" in out, "h5feed --help lacks convert")
         rc, _, err = run("convert")

@@ -169,8 +169,8 @@ def check_known(c, report, expect, path):
         c.check(by_path[name]["direct"] is True, f"{name}: the direct path reads it")
     c.check(by_path["/lzf"]["direct"] is False and "32000" in by_path["/lzf"]["slow_reason"],
             f"/lzf: H5Dread because of filter 32000: {by_path['/lzf']}")
-    c.check(by_path["/split"]["direct"] is False and
-            "split" in by_path["/split"]["slow_reason"], f"/split: {by_path['/split']}")
+    c.check(by_path["/split"]["direct"] is True and by_path["/split"]["slow_reason"] is None,
+            f"/split: the direct path reads chunks that split samples: {by_path['/split']}")
 
     skipped = {p: by_path[p]["skipped"] or "" for p in ["/strs", "/cmp", "/scalar", "/soft",
                                                         "/ext", "/typ"]}
@@ -192,6 +192,8 @@ def check_known(c, report, expect, path):
     split = [w for w in r["warnings"] if w["dataset"] == "/split"][0]
     c.check("axis 1" in split["message"] and "2 chunks" in split["message"] and
             path in split["message"], f"split warning names the file, axis, chunks: {split}")
+    c.check('h5feed convert with "output": {"chunk_rows": 4096}' in split["message"],
+            f"split warning names the rechunking config (1 MiB of 256-byte rows): {split}")
 
     # The text report says the same for people.
     expect(["inspect", path], 0,
@@ -269,7 +271,8 @@ def check_config(c, report, tmp):
     r = report("--config", cfg)
     if r is not None:
         paths = {fl["name"]: fl["read_path"] for fl in r["fields"]}
-        c.check(paths == {"z": "hdf5", "s": "hdf5", "w": "direct"}, f"read paths: {paths}")
+        c.check(paths == {"z": "hdf5", "s": "direct+decode", "w": "direct"},
+                f"read paths (split chunks are decoded whole): {paths}")
         c.check(not warnings_of(r, "slow-path"),
                 f"filters and splits have their own warnings: {r['warnings']}")
         c.check(any(w["dataset"] == "/z" for w in warnings_of(r, "slow-filter")), "lzf field")
@@ -432,6 +435,14 @@ def check_model(c, report, run, tmp):
         if shuffle == "global" and cache_mb == 1:
             c.check(high and '"shuffle": "chunk"' in high[0]["message"] and
                     "cache_mb >= 8" in high[0]["message"], f"{label}: advice {high}")
+            # The exact config that rechunks the dataset, runnable as printed.
+            m = high[0]["message"] if high else ""
+            at = m.find("h5feed convert with {")
+            rechunk = json.loads(m[at + len("h5feed convert with "):]) if at >= 0 else {}
+            c.check(rechunk.get("fields", [{}])[0].get("dataset") == "/x" and
+                    rechunk.get("output", {}).get("chunk_rows") == (1 << 20) // (cols * 8) and
+                    rechunk.get("files", [""])[0].endswith(".h5"),
+                    f"{label}: rechunk config in {m!r}")
         if cache_mb == 0:
             c.check(over and "set cache_mb to at least 1" in over[0]["message"],
                     f"{label}: advice {over}")

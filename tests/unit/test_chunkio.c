@@ -11,6 +11,7 @@
 #include <criterion/logging.h>
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -128,6 +129,7 @@ Test(chunkio, chunked_rows_are_asked_for_in_each_chunk_they_span)
     d.chunk_bytes = CHUNK_ROWS * ROW;
     d.chunks = chunks;
     d.nchunks = 2;
+    d.tiles_per_slab = 1;
     d.nrows = 2 * CHUNK_ROWS;
     if (!cold(f)) {
         close_file(f);
@@ -155,6 +157,7 @@ Test(chunkio, a_compressed_chunk_is_asked_for_whole)
     d.chunk_bytes = CHUNK_ROWS * ROW;
     d.chunks = chunks;
     d.nchunks = 2;
+    d.tiles_per_slab = 1;
     d.nrows = 2 * CHUNK_ROWS;
     d.pipeline = (struct hfeed__pipeline){.nfilters = 1, .ids = {1}, .elem_size = 1};
     struct hfeed__direct plain = contiguous(f); /* to probe single pages */
@@ -199,4 +202,43 @@ Test(chunkio, what_cannot_be_probed_counts_as_cached)
     cr_expect(hfeed__chunkio_cached(&d, 0));
     hfeed__chunkio_will_need(&d, 0, 4); /* nothing to read: must not fault or fail */
     close_file(f);
+}
+
+/* hfeed__chunkio_place_tile puts every element of every tile of a slab where a plain
+ * coordinate computation says it belongs, clipping the tiles at the sample's edges on every
+ * axis: samples of 5 x 7 x 3 uint16 in tiles of 2 x 3 x 2 (3 x 3 x 2 = 18 tiles), 4 rows. */
+Test(chunkio, place_tile_puts_every_element_in_place)
+{
+    enum { ROWS = 4, A = 5, B = 7, C = 3, TA = 2, TB = 3, TC = 2 };
+    struct hfeed__direct d = {.chunked = true,
+                              .elem_size = 2,
+                              .row_bytes = A * B * C * 2,
+                              .chunk_rows = ROWS,
+                              .tiled = true,
+                              .sample_rank = 3,
+                              .sample_dims = {A, B, C},
+                              .tile_dims = {ROWS, TA, TB, TC}};
+    const uint64_t na = (A + TA - 1) / TA, nb = (B + TB - 1) / TB, nc = (C + TC - 1) / TC;
+    d.tiles_per_slab = na * nb * nc;
+    cr_assert_eq(d.tiles_per_slab, 18);
+    uint16_t slab[ROWS * A * B * C];
+    memset(slab, 0xff, sizeof slab);
+    for (uint64_t j = 0; j < d.tiles_per_slab; j++) {
+        uint16_t tile[ROWS * TA * TB * TC];
+        for (size_t i = 0; i < sizeof tile / sizeof tile[0]; i++)
+            tile[i] = (uint16_t)(j * 1000 + i); /* which tile, which element of it */
+        hfeed__chunkio_place_tile(&d, j, (const unsigned char *)tile, (unsigned char *)slab);
+    }
+    for (int r = 0; r < ROWS; r++)
+        for (int a = 0; a < A; a++)
+            for (int b = 0; b < B; b++)
+                for (int c = 0; c < C; c++) {
+                    const uint64_t j = (uint64_t)(a / TA) * nb * nc + (uint64_t)(b / TB) * nc +
+                                       (uint64_t)(c / TC);
+                    const int in = ((r * TA + a % TA) * TB + b % TB) * TC + c % TC;
+                    const uint16_t got = slab[((r * A + a) * B + b) * C + c];
+                    cr_assert_eq(got, (uint16_t)(j * 1000 + (uint64_t)in),
+                                 "row %d element (%d, %d, %d): %u, want tile %llu element %d", r,
+                                 a, b, c, got, (unsigned long long)j, in);
+                }
 }
