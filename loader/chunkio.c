@@ -15,14 +15,38 @@ bool hfeed__chunkio_filtered(const struct hfeed__direct *d)
     return d->chunked && (d->pipeline.nfilters > 0 || d->tiled);
 }
 
+/* Copies run bytes; the common element-sized runs without a call (a tile whose last axis has
+ * extent 1, as image channels do, copies one element per run). */
+static inline void copy_run(unsigned char *dst, const unsigned char *src, size_t run)
+{
+    switch (run) {
+    case 1:
+        *dst = *src;
+        return;
+    case 2:
+        memcpy(dst, src, 2);
+        return;
+    case 4:
+        memcpy(dst, src, 4);
+        return;
+    case 8:
+        memcpy(dst, src, 8);
+        return;
+    default:
+        memcpy(dst, src, run);
+    }
+}
+
 void hfeed__chunkio_place_tile(const struct hfeed__direct *d, uint64_t j,
                                const unsigned char *tile, unsigned char *slab)
 {
     const int n = d->sample_rank;
+    if (n <= 0 || n > 7) return; /* scalar samples: a chunk row is one chunk, never tiled */
     uint64_t origin[8], extent[8], tstride[8], sstride[8];
     /* Tile j's coordinates on the sample axes (row-major, last axis fastest), its origin in the
-     * sample and the part of it inside the dims; and element strides in the tile and the row. */
-    uint64_t rest = j, ts = 1, ss = 1;
+     * sample and the part of it inside the dims; and byte strides in the tile and the row. */
+    const size_t e = d->elem_size;
+    uint64_t rest = j, ts = e, ss = e;
     for (int a = n - 1; a >= 0; a--) {
         const uint64_t c = d->tile_dims[a + 1], dim = d->sample_dims[a];
         const uint64_t across = dim / c + (dim % c != 0);
@@ -34,22 +58,30 @@ void hfeed__chunkio_place_tile(const struct hfeed__direct *d, uint64_t j,
         ts *= c;
         ss *= dim;
     }
-    if (n == 0) return; /* nothing to place: a slab is one chunk when samples are scalars */
-    for (int a = 0; a < n; a++)
+    uint64_t at0 = 0; /* where the tile's part starts in a row */
+    for (int a = 0; a < n; a++) {
         if (extent[a] == 0) return;
-    const size_t e = d->elem_size, run = (size_t)extent[n - 1] * e;
-    uint64_t at[8] = {0}; /* the position inside the tile's extent on axes 0 .. n - 2 */
+        at0 += origin[a] * sstride[a];
+    }
+    /* Runs along the last axis, a line of them along the axis before it, and the axes before
+     * those counted in `at`. */
+    const size_t run = (size_t)(extent[n - 1] * e);
+    const int line = n >= 2 ? n - 2 : -1;
+    const uint64_t lines = line >= 0 ? extent[line] : 1;
+    const uint64_t lt = line >= 0 ? tstride[line] : 0, ls = line >= 0 ? sstride[line] : 0;
     for (uint64_t r = 0; r < d->tile_dims[0]; r++) {
-        const unsigned char *src_row = tile + r * ts * e;
-        unsigned char *dst_row = slab + r * d->row_bytes;
+        const unsigned char *src_row = tile + r * ts;
+        unsigned char *dst_row = slab + r * d->row_bytes + at0;
+        uint64_t at[8] = {0}; /* the position on axes 0 .. n - 3 */
         for (;;) {
             uint64_t src = 0, dst = 0;
-            for (int a = 0; a < n; a++) {
-                src += (a < n - 1 ? at[a] : 0) * tstride[a];
-                dst += (origin[a] + (a < n - 1 ? at[a] : 0)) * sstride[a];
+            for (int a = 0; a < line; a++) {
+                src += at[a] * tstride[a];
+                dst += at[a] * sstride[a];
             }
-            memcpy(dst_row + dst * e, src_row + src * e, run);
-            int a = n - 2;
+            for (uint64_t i = 0; i < lines; i++)
+                copy_run(dst_row + dst + i * ls, src_row + src + i * lt, run);
+            int a = line - 1;
             while (a >= 0 && ++at[a] == extent[a])
                 at[a--] = 0;
             if (a < 0) break;

@@ -3,9 +3,11 @@
  * Input layout (little-endian), PREFIX_LEN bytes of query then the file image:
  *   [0..3]   header_addr (u32)      object header address inside the file image
  *   [4]      flags: bits 0-1 rank-1 (clamped to 1..3), bit 2 filtered,
- *            bits 3-4 sizeof_addr/size selector (0,1 -> 8; 2 -> 4; 3 -> 2/8 mixed)
+ *            bits 3-4 sizeof_addr/size selector (0,1 -> 8; 2 -> 4; 3 -> 2/8 mixed),
+ *            bit 5: chunks split the sample axes (chunk[d] = ceil(dims[d] / 2) for d >= 1;
+ *            else chunk[d] = dims[d])
  *   [5..6]   dims0 (u16), [7..8] chunk0 (u16, 0 -> 1)
- *   [9..10]  dims1 (u16), [11..12] dims2 (u16)  (chunk[d] = dims[d] for d >= 1)
+ *   [9..10]  dims1 (u16), [11..12] dims2 (u16)
  *   [13..16] base_addr (u32)        superblock base (userblock size)
  * The rest is written to a memfd and is the "file"; file_size = its length.
  * seed_corpus.py writes real HDF5 files with this prefix. */
@@ -62,11 +64,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (q.chunk[0] == 0) q.chunk[0] = 1;
     q.dims[1] = rd16(data + 9);
     q.dims[2] = rd16(data + 11);
-    for (int d = 1; d < q.rank; d++) q.chunk[d] = q.dims[d] ? q.dims[d] : 1;
+    const int split = (flags >> 5) & 1u;
+    for (int d = 1; d < q.rank; d++) {
+        q.chunk[d] = q.dims[d] ? q.dims[d] : 1;
+        if (split && q.dims[d] > 1) q.chunk[d] = (q.dims[d] + 1) / 2;
+    }
     q.base_addr = rd32(data + 13);
     q.file_size = file_len;
 
-    uint64_t nchunks = (q.dims[0] + q.chunk[0] - 1) / q.chunk[0];
+    uint64_t nchunks = hfeed__chunkindex_count(&q);
     if (nchunks > MAX_CHUNKS) return 0;
     struct hfeed__chunk_ref *table = malloc((nchunks ? nchunks : 1) * sizeof *table);
     if (!table) abort();

@@ -8,8 +8,8 @@ out = sys.argv[1]
 ci = os.path.join(out, "chunkindex"); cd = os.path.join(out, "codec")
 os.makedirs(ci, exist_ok=True); os.makedirs(cd, exist_ok=True)
 
-def ci_prefix(addr, rank, filtered, dims, chunk0, base):
-    flags = (rank - 1) | (4 if filtered else 0)
+def ci_prefix(addr, rank, filtered, dims, chunk0, base, split=False):
+    flags = (rank - 1) | (4 if filtered else 0) | (32 if split else 0)
     d1 = dims[1] if rank > 1 else 0; d2 = dims[2] if rank > 2 else 0
     return struct.pack("<IBHHHHI", addr, flags, dims[0], chunk0, d1, d2, base)
 
@@ -84,6 +84,30 @@ for kind in ("implicit", "single_gzip"):
     os.unlink(path)
     with open(os.path.join(ci, "seed_%s" % kind), "wb") as g:
         g.write(ci_prefix(addr, 1, filtered, (40,), chunk0, 0) + img)
+# chunks that split the sample axes (flag bit 5: chunk[d] = ceil(dims[d] / 2) for d >= 1), in
+# the index kinds the direct path reads for them: v1 B-tree, fixed array, implicit
+for libver, kind in (("earliest", "btree"), ("latest", "farray"), ("latest", "implicit")):
+    for rank in (2, 3):
+        dims = (40, 5, 4)[:rank]
+        chunk = (8,) + tuple((x + 1) // 2 for x in dims[1:])
+        fd, path = tempfile.mkstemp(suffix=".h5"); os.close(fd)
+        with h5py.File(path, "w", libver=libver) as f:
+            if kind == "implicit":
+                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+                dcpl.set_chunk(chunk)
+                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+                did = h5py.h5d.create(f.id, b"x", h5py.h5t.STD_I32LE, h5py.h5s.create_simple(dims),
+                                      dcpl=dcpl)
+                d = h5py.Dataset(did)
+            else:
+                d = f.create_dataset("x", shape=dims, dtype="<i4", chunks=chunk,
+                                     compression="gzip" if kind == "btree" else None)
+            d[...] = np.arange(np.prod(dims)).reshape(dims).astype("<i4")
+            addr = h5py.h5o.get_info(d.id).addr
+        with open(path, "rb") as g: img = g.read()
+        os.unlink(path)
+        with open(os.path.join(ci, "seed_split_%s_r%d" % (kind, rank)), "wb") as g:
+            g.write(ci_prefix(addr, rank, kind == "btree", dims, 8, 0, split=True) + img)
 # a write_direct_chunk seed with deflate+shuffle of 8-byte elements
 import zlib
 a = np.arange(512, dtype="<u8"); sh = a.view(np.uint8).reshape(-1, 8).T.copy().tobytes()
