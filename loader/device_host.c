@@ -107,6 +107,11 @@ hfeed_status hfeed__device_no_after_fence(struct hfeed__device *d, unsigned even
     return hfeed__device_no_fence(d, event, NULL, err);
 }
 
+void hfeed__device_no_wait_fences(struct hfeed__device *d)
+{
+    (void)d;
+}
+
 static int host_index(const struct hfeed__device *d)
 {
     (void)d;
@@ -130,5 +135,6 @@ const struct hfeed__device_ops hfeed__device_host = {
     .drain = host_drain,
     .fence = hfeed__device_no_fence,
     .after_fence = hfeed__device_no_after_fence,
+    .wait_fences = hfeed__device_no_wait_fences,
     .index = host_index,
 };
