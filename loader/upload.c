@@ -109,10 +109,14 @@ static void *issuer_main(void *arg)
     return NULL;
 }
 
-/* The completer makes no device current: waiting for an event and timing it do not need one. */
+/* The completer binds the loader's device like the issuer: every CUDA runtime call, waiting for
+ * an event and timing it included, runs in the calling thread's current context and creates
+ * one (device 0's, since CUDA 12) on a thread that has none. */
 static void *completer_main(void *arg)
 {
     struct hfeed__upload *u = arg;
+    struct hfeed__err bind_err = {0};
+    const hfeed_status bound = u->ops->bind(u->device, &bind_err);
     for (;;) {
         pthread_mutex_lock(&u->mu);
         while (u->count == 0 && !u->issuer_done)
@@ -127,7 +131,13 @@ static void *completer_main(void *arg)
         pthread_mutex_unlock(&u->mu);
 
         struct hfeed__slot *d = f.dev;
-        if (f.marked) {
+        if (f.marked && bound != HFEED_OK) {
+            /* Cannot wait on our device: fail the batch; drain is the best left to do before
+             * the host slot is reused. */
+            d->status = bound;
+            d->err = bind_err;
+            u->ops->drain(u->device);
+        } else if (f.marked) {
             uint64_t busy = 0;
             d->status = u->ops->wait(u->device, event_of(u, d), &busy, &d->err);
             if (d->status == HFEED_OK) {

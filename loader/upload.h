@@ -18,6 +18,9 @@
  * with CUDA's text), is published in the device slot with that status; the device ring then
  * hands out no more batches, like the host ring.
  *
+ * Devices: both threads bind the loader's device (device.h bind) before their first device call,
+ * so that no call of theirs lands in, or creates, another device's context.
+ *
  * Locking: the FIFO has its own mutex; the rings have theirs; no thread holds two of these at
  * once. Device calls run outside every lock. */
 #ifndef HFEED_UPLOAD_H
