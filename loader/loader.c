@@ -191,15 +191,18 @@ void hfeed_batch_release(hfeed_batch *b)
     hfeed__batch_drop(b);
 }
 
+hfeed_status hfeed__batch_fence(hfeed_batch *b, void *stream)
+{
+    struct hfeed_loader *l = b->loader;
+    if (l->upload == NULL) return HFEED_OK;
+    struct hfeed__err why = {0};
+    return l->dev_ops->fence(l->dev, (unsigned)(b - l->batches), stream, &why);
+}
+
 hfeed_status hfeed_batch_release_on_stream(hfeed_batch *b, void *stream)
 {
     if (b == NULL) return HFEED_E_INVALID_ARG;
-    struct hfeed_loader *l = b->loader;
-    hfeed_status st = HFEED_OK;
-    if (l->upload != NULL) {
-        struct hfeed__err why = {0};
-        st = l->dev_ops->fence(l->dev, (unsigned)(b - l->batches), stream, &why);
-    }
+    const hfeed_status st = hfeed__batch_fence(b, stream);
     hfeed__batch_drop(b);
     return st;
 }

@@ -63,6 +63,9 @@ void hfeed__loader_destroy(struct hfeed_loader *l)
 {
     hfeed__reader_destroy(l->reader);
     hfeed__upload_destroy(l->upload);
+    /* Kernels queued on the consumer's streams before its last release may still read the
+     * device slots: wait for their fences before freeing them (cudaFree does not promise to). */
+    if (l->dev_ring != NULL) l->dev_ops->wait_fences(l->dev);
     hfeed__ring_destroy(l->dev_ring);
     hfeed__ring_destroy(l->ring);
     if (l->dev != NULL) l->dev_ops->close(l->dev);

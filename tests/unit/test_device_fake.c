@@ -8,6 +8,7 @@
  * counts buffers overwritten or freed under a running kernel, and calls that landed in another
  * device's context. */
 #include <criterion/criterion.h>
+#include <dlpack/dlpack.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,6 +60,13 @@ static hfeed_loader *open_fake(struct hfeed__fake_world *w)
                  "%s", err);
     if (w != NULL) hfeed__fake_device_attach(l->dev, w);
     return l;
+}
+
+static hfeed_tensor tensor_of(hfeed_batch *b)
+{
+    hfeed_tensor t;
+    cr_assert_eq(hfeed_batch_get_tensor(b, 0, &t), HFEED_OK);
+    return t;
 }
 
 /* Takes n batches, releasing each at once. */
@@ -131,5 +139,69 @@ Test(device_fake, a_failed_switch_to_the_loaders_device_runs_nothing_elsewhere)
     cr_expect_eq(rec.stray_calls, 0, "%llu calls ran on the caller's device",
                  (unsigned long long)rec.stray_calls);
     cr_expect_eq(hfeed__fake_thread_context(), 0);
+    hfeed__fake_world_destroy(w);
+}
+
+/* A tensor exported for the consumer's stream, kept past its batch (the batch released, the
+ * step over) and used by a kernel in a later step, then freed on the host while the kernel still
+ * runs (frameworks free on the host at once): its slot must not be refilled before the kernel
+ * is done. Once with a stream per field and a batch released on yet another, so that every
+ * stream named is waited for, not just the last. */
+Test(device_fake, the_last_drop_of_an_exported_tensor_is_fenced_on_its_stream)
+{
+    struct hfeed__fake_world *w = NULL;
+    cr_assert_eq(hfeed__fake_world_create(&w), HFEED_OK);
+    hfeed__fake_thread_set_context(0);
+    hfeed_loader *l = open_fake(w);
+    struct hfeed__fake_stream *s1 = NULL, *s2 = NULL;
+    cr_assert_eq(hfeed__fake_stream_create(w, 0, &s1), HFEED_OK);
+    cr_assert_eq(hfeed__fake_stream_create(w, 0, &s2), HFEED_OK);
+    hfeed_batch *b = NULL;
+    cr_assert_eq(hfeed_loader_next(l, &b), HFEED_OK);
+    const hfeed_tensor t = tensor_of(b);
+    void *m1 = NULL, *m2 = NULL;
+    cr_assert_eq(hfeed_batch_export_dlpack_on_stream(b, 0, s1, &m1), HFEED_OK);
+    cr_assert_eq(hfeed_batch_export_dlpack_on_stream(b, 0, s2, &m2), HFEED_OK);
+    hfeed_batch_release(b);
+    /* A later step: both tensors are read by kernels, then freed on the host. */
+    hfeed__fake_stream_launch(s1, t.data, t.nbytes, KERNEL_NS);
+    hfeed__fake_stream_launch(s2, t.data, t.nbytes, 2 * KERNEL_NS);
+    ((DLManagedTensor *)m1)->deleter(m1);
+    ((DLManagedTensor *)m2)->deleter(m2);
+    take(l, 2 * PREFETCH); /* the slot comes round again */
+    hfeed__fake_stream_sync(s1);
+    hfeed__fake_stream_sync(s2);
+    cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+    struct hfeed__fake_record rec;
+    hfeed__fake_world_get(w, &rec);
+    cr_expect_eq(rec.kernels_checked, 2);
+    cr_expect_eq(rec.overwritten, 0, "%llu kernels read a slot that was refilled under them",
+                 (unsigned long long)rec.overwritten);
+    hfeed__fake_world_destroy(w);
+}
+
+/* A batch released with a fence on the consumer's stream after the loader was closed: the
+ * release frees the loader, and with it the device slots; the kernel still reading the batch
+ * must finish first. */
+Test(device_fake, teardown_waits_for_the_release_fences_before_freeing_device_slots)
+{
+    struct hfeed__fake_world *w = NULL;
+    cr_assert_eq(hfeed__fake_world_create(&w), HFEED_OK);
+    hfeed__fake_thread_set_context(0);
+    hfeed_loader *l = open_fake(w);
+    struct hfeed__fake_stream *s = NULL;
+    cr_assert_eq(hfeed__fake_stream_create(w, 0, &s), HFEED_OK);
+    hfeed_batch *b = NULL;
+    cr_assert_eq(hfeed_loader_next(l, &b), HFEED_OK);
+    const hfeed_tensor t = tensor_of(b);
+    hfeed__fake_stream_launch(s, t.data, t.nbytes, KERNEL_NS);
+    cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+    cr_assert_eq(hfeed_batch_release_on_stream(b, s), HFEED_OK); /* frees the loader */
+    hfeed__fake_stream_sync(s);
+    struct hfeed__fake_record rec;
+    hfeed__fake_world_get(w, &rec);
+    cr_expect_eq(rec.freed_in_use, 0, "device memory was freed under a running kernel");
+    cr_expect_eq(rec.kernels_checked, 1);
+    cr_expect_eq(rec.overwritten, 0);
     hfeed__fake_world_destroy(w);
 }
