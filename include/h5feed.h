@@ -169,6 +169,11 @@ typedef struct {
     uint64_t read_ahead;          /* (batch, field) pairs whose rows or chunks the workers asked
                                    * of the disk all at once, because probes found them not in
                                    * the page cache; 0 when everything read was cached */
+    /* Appended in 0.2 (the upload rate over the whole run). */
+    uint64_t upload_span_ns;      /* device time from the first copy's start to the last copy's
+                                   * end, idle gaps included: upload_bytes / upload_span_ns is
+                                   * the H2D rate the run sustained (upload_ns only counts the
+                                   * copies themselves) */
 } hfeed_stats;
 
 /* Opens a loader from a JSON config file. Relative paths in it are relative to its folder.

@@ -83,10 +83,12 @@ struct hfeed__device_ops {
      * Returns: HFEED_OK or HFEED_E_DEVICE. */
     hfeed_status (*mark)(struct hfeed__device *d, unsigned event, bool end,
                          struct hfeed__err *err);
-    /* Blocks until event id `event`'s end mark has passed; *busy_ns = device time between its
-     * start and end marks. Returns: HFEED_OK or HFEED_E_DEVICE (a failed copy). */
-    hfeed_status (*wait)(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
-                         struct hfeed__err *err);
+    /* Blocks until event id `event`'s end mark has passed; *start_ns and *end_ns = when its
+     * start and end marks passed, on the device's clock (ns from an origin fixed at open, so
+     * times of different events compare: the upload span is first start to last end).
+     * Returns: HFEED_OK or HFEED_E_DEVICE (a failed copy). */
+    hfeed_status (*wait)(struct hfeed__device *d, unsigned event, uint64_t *start_ns,
+                         uint64_t *end_ns, struct hfeed__err *err);
     /* Blocks until everything queued on the stream has run (after a failed issue, before the
      * host buffers it read are reused). */
     void (*drain)(struct hfeed__device *d);

@@ -47,6 +47,7 @@ struct hfeed__device {
     CUcontext ctx; /* the primary context of `index`, retained from open to close */
     bool retained;
     cudaStream_t stream;
+    cudaEvent_t origin; /* recorded on the stream at open: the zero of wait()'s times */
     unsigned nevents;
     cudaEvent_t *start; /* nevents each */
     cudaEvent_t *end;
@@ -136,6 +137,7 @@ static void cuda_close(struct hfeed__device *d)
         destroy_events(d->start, d->nevents);
         destroy_events(d->end, d->nevents);
         destroy_events(d->freed, (size_t)d->nevents * HFEED__DEVICE_FENCES);
+        if (d->origin != NULL) cudaEventDestroy(d->origin);
         if (d->stream != NULL) cudaStreamDestroy(d->stream);
         cudaGetLastError(); /* failures here (at process exit, say) change nothing for the job */
         leave(d, &s);
@@ -161,7 +163,10 @@ static hfeed_status create_objects(struct hfeed__device *d, struct hfeed__err *e
     }
     for (size_t i = 0; e == cudaSuccess && i < (size_t)d->nevents * HFEED__DEVICE_FENCES; i++)
         e = cudaEventCreateWithFlags(&d->freed[i], cudaEventDisableTiming);
-    return e == cudaSuccess ? HFEED_OK : cuda_fail(err, d->index, "cudaEventCreateWithFlags", e);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&d->origin, cudaEventDefault);
+    if (e != cudaSuccess) return cuda_fail(err, d->index, "cudaEventCreateWithFlags", e);
+    e = cudaEventRecord(d->origin, d->stream);
+    return e == cudaSuccess ? HFEED_OK : cuda_fail(err, d->index, "cudaEventRecord (origin)", e);
 }
 
 /* index -1: the calling thread's current device, as torch's "cuda" (its context's device, or
@@ -293,16 +298,20 @@ static hfeed_status cuda_mark(struct hfeed__device *d, unsigned event, bool end,
 }
 
 /* On the completer, which bound d (a runtime call on a thread without a context creates one). */
-static hfeed_status cuda_wait(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
-                              struct hfeed__err *err)
+static hfeed_status cuda_wait(struct hfeed__device *d, unsigned event, uint64_t *start_ns,
+                              uint64_t *end_ns, struct hfeed__err *err)
 {
-    *busy_ns = 0;
+    *start_ns = 0;
+    *end_ns = 0;
     cudaError_t e = cudaEventSynchronize(d->end[event]);
     if (e != cudaSuccess) return cuda_fail(err, d->index, "cudaEventSynchronize", e);
-    float ms = 0.0f;
-    e = cudaEventElapsedTime(&ms, d->start[event], d->end[event]);
+    float start_ms = 0.0f, end_ms = 0.0f;
+    e = cudaEventElapsedTime(&start_ms, d->origin, d->start[event]);
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&end_ms, d->origin, d->end[event]);
     if (e != cudaSuccess) return cuda_fail(err, d->index, "cudaEventElapsedTime", e);
-    *busy_ns = (uint64_t)((double)ms * 1e6);
+    *start_ns = (uint64_t)((double)start_ms * 1e6);
+    *end_ns = (uint64_t)((double)end_ms * 1e6);
+    if (*end_ns < *start_ns) *end_ns = *start_ns; /* float rounding far from the origin */
     return HFEED_OK;
 }
 

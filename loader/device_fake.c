@@ -574,8 +574,8 @@ static hfeed_status fake_mark(struct hfeed__device *d, unsigned event, bool end,
     return HFEED_OK;
 }
 
-static hfeed_status fake_wait(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
-                              struct hfeed__err *err)
+static hfeed_status fake_wait(struct hfeed__device *d, unsigned event, uint64_t *start_ns,
+                              uint64_t *end_ns, struct hfeed__err *err)
 {
     (void)err;
     landed(d);
@@ -583,7 +583,8 @@ static hfeed_status fake_wait(struct hfeed__device *d, unsigned event, uint64_t 
     struct event *e = &d->events[event];
     while (e->done != e->issued)
         pthread_cond_wait(&d->progress, &d->mu);
-    *busy_ns = e->end_ns - e->start_ns;
+    *start_ns = e->start_ns; /* CLOCK_MONOTONIC: one origin for every event */
+    *end_ns = e->end_ns;
     pthread_mutex_unlock(&d->mu);
     return HFEED_OK;
 }

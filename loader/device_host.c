@@ -76,13 +76,14 @@ static hfeed_status host_mark(struct hfeed__device *d, unsigned event, bool end,
     return HFEED_OK;
 }
 
-static hfeed_status host_wait(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
-                              struct hfeed__err *err)
+static hfeed_status host_wait(struct hfeed__device *d, unsigned event, uint64_t *start_ns,
+                              uint64_t *end_ns, struct hfeed__err *err)
 {
     (void)d;
     (void)event;
     (void)err;
-    *busy_ns = 0;
+    *start_ns = 0;
+    *end_ns = 0;
     return HFEED_OK;
 }
 

@@ -7,6 +7,7 @@
  * every host slot back. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <time.h>
 
 #include "device.h"
 #include "device_fake.h"
@@ -132,10 +133,12 @@ Test(upload, device_batches_arrive_in_order_with_the_host_data)
     while (next_out < END_SEQ) hfeed__ring_give_back(r.devring, consume(&r, next_out++));
     struct hfeed__slot *d = NULL;
     cr_assert_eq(hfeed__ring_take(r.devring, &d), HFEED_END);
-    uint64_t bytes = 0, busy = 0, want = 0;
+    uint64_t bytes = 0, busy = 0, span = 0, want = 0;
     for (uint64_t seq = 0; seq < END_SEQ; seq++) want += (BATCH - seq % 3) * ROW_BYTES;
-    hfeed__upload_get_stats(r.up, &bytes, &busy);
+    hfeed__upload_get_stats(r.up, &bytes, &busy, &span);
     cr_assert_eq(bytes, want);
+    cr_assert_geq(span, busy, "span %llu < busy %llu", (unsigned long long)span,
+                  (unsigned long long)busy);
     rig_close(&r);
 }
 
@@ -283,4 +286,27 @@ Test(upload, a_release_fence_holds_the_slot_whatever_device_the_releasing_thread
                      cases[c].legacy ? "legacy" : "named");
         hfeed__fake_world_destroy(w);
     }
+}
+
+/* The upload span runs from the first copy's start to the last copy's end, idle gaps included:
+ * with workers slower than the copies (a gap of 3 ms before each batch) it covers the gaps,
+ * while the summed copy time does not (bench/upload.py's rate is bytes over the span). */
+Test(upload, the_span_covers_the_idle_gaps_between_uploads)
+{
+    enum { N = 8, GAP_MS = 3 };
+    struct rig r;
+    rig_open(&r);
+    for (uint64_t seq = 0; seq < N; seq++) {
+        const struct timespec gap = {0, GAP_MS * 1000000L};
+        nanosleep(&gap, NULL);
+        produce(&r, HFEED_OK);
+        hfeed__ring_give_back(r.devring, consume(&r, seq));
+    }
+    uint64_t bytes = 0, busy = 0, span = 0;
+    hfeed__upload_get_stats(r.up, &bytes, &busy, &span);
+    cr_expect_geq(span, (uint64_t)(N - 1) * GAP_MS * 1000000u, "span %llu ns misses the gaps",
+                  (unsigned long long)span);
+    cr_expect_lt(busy, span, "busy %llu, span %llu", (unsigned long long)busy,
+                 (unsigned long long)span);
+    rig_close(&r);
 }
