@@ -13,8 +13,8 @@
  * thread-local variables below. They are the only mutable statics of this file, and stand for
  * the per-thread state the CUDA runtime itself keeps; the enter/leave rule applied to them is
  * device_scope.c's, the CUDA backend's own. Consumer streams, their kernels and what was seen
- * live in a world the test owns; a device without a world counts nothing and its fences are
- * no-ops (no consumer stream can exist).
+ * live in a world the test owns (device_fake_world.c); a device without a world counts nothing
+ * and its fences are no-ops (no consumer stream can exist).
  *
  * Release fences: fence() notes (stream, the time the work queued on it so far ends) for the
  * slot; after_fence() queues an operation that sleeps until each noted time and checks the
@@ -36,34 +36,11 @@
 #include "device.h"
 #include "device_scope.h"
 
-enum { FIFO_CAPACITY = 64, MAX_STREAMS = 16, MAX_KERNELS = 64, HEADER = 64 };
+enum { FIFO_CAPACITY = 64, HEADER = 64 };
 
 /* The simulated runtime's per-thread state (see the file comment). */
 static _Thread_local int thread_ctx = -1;       /* device whose context is current, -1 none */
 static _Thread_local uint32_t thread_had = 0;   /* bit k: this thread has had context k */
-
-struct kernel {
-    const unsigned char *p;
-    size_t n;
-    uint64_t sum;
-    uint64_t finish_ns;
-    bool done;
-};
-
-struct hfeed__fake_stream {
-    struct hfeed__fake_world *world; /* owns the stream */
-    int device;
-    bool legacy;
-    struct kernel kernels[MAX_KERNELS];
-    uint64_t tail_ns; /* when the last kernel queued finishes */
-};
-
-struct hfeed__fake_world {
-    pthread_mutex_t mu;
-    struct hfeed__fake_stream *streams[MAX_STREAMS];
-    unsigned nstreams;
-    struct hfeed__fake_record rec;
-};
 
 struct fence {
     struct hfeed__fake_stream *s;
@@ -109,141 +86,12 @@ struct hfeed__device {
     struct hfeed__fake_world *world;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_until(uint64_t t)
-{
-    const uint64_t now = now_ns();
-    if (t <= now) return;
-    const uint64_t ns = t - now;
-    const struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-    nanosleep(&ts, NULL);
-}
-
 static uint64_t splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15u);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
     return z ^ (z >> 31);
-}
-
-static uint64_t checksum(const unsigned char *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3u;
-    return h;
-}
-
-/* ---- the world: streams, kernels, what was seen ------------------------------------------- */
-
-hfeed_status hfeed__fake_world_create(struct hfeed__fake_world **out)
-{
-    *out = hfeed__calloc(1, sizeof **out);
-    if (*out == NULL) return HFEED_E_NOMEM;
-    pthread_mutex_init(&(*out)->mu, NULL);
-    return HFEED_OK;
-}
-
-void hfeed__fake_world_destroy(struct hfeed__fake_world *w)
-{
-    if (w == NULL) return;
-    for (unsigned i = 0; i < w->nstreams; i++) hfeed__free(w->streams[i]);
-    pthread_mutex_destroy(&w->mu);
-    hfeed__free(w);
-}
-
-void hfeed__fake_world_get(struct hfeed__fake_world *w, struct hfeed__fake_record *out)
-{
-    pthread_mutex_lock(&w->mu);
-    *out = w->rec;
-    pthread_mutex_unlock(&w->mu);
-}
-
-static hfeed_status add_stream(struct hfeed__fake_world *w, int device, bool legacy,
-                               struct hfeed__fake_stream **out)
-{
-    *out = NULL;
-    struct hfeed__fake_stream *s = hfeed__calloc(1, sizeof *s);
-    if (s == NULL) return HFEED_E_NOMEM;
-    s->world = w;
-    s->device = device;
-    s->legacy = legacy;
-    pthread_mutex_lock(&w->mu);
-    const bool room = w->nstreams < MAX_STREAMS;
-    if (room) w->streams[w->nstreams++] = s;
-    pthread_mutex_unlock(&w->mu);
-    if (!room) {
-        hfeed__free(s);
-        return HFEED_E_NOMEM;
-    }
-    *out = s;
-    return HFEED_OK;
-}
-
-hfeed_status hfeed__fake_stream_create(struct hfeed__fake_world *w, int device,
-                                       struct hfeed__fake_stream **out)
-{
-    return add_stream(w, device, false, out);
-}
-
-hfeed_status hfeed__fake_stream_create_legacy(struct hfeed__fake_world *w, int device,
-                                              struct hfeed__fake_stream **out)
-{
-    return add_stream(w, device, true, out);
-}
-
-/* Checks the kernels of s that have finished by now. Under w->mu. */
-static void check_due(struct hfeed__fake_world *w, struct hfeed__fake_stream *s)
-{
-    const uint64_t now = now_ns();
-    for (unsigned i = 0; i < MAX_KERNELS; i++) {
-        struct kernel *k = &s->kernels[i];
-        if (k->p == NULL || k->done || k->finish_ns > now) continue;
-        if (checksum(k->p, k->n) != k->sum) w->rec.overwritten++;
-        w->rec.kernels_checked++;
-        k->done = true;
-    }
-}
-
-void hfeed__fake_stream_launch(struct hfeed__fake_stream *s, const void *p, size_t n,
-                               uint64_t duration_ns)
-{
-    struct hfeed__fake_world *w = s->world;
-    pthread_mutex_lock(&w->mu);
-    const uint64_t now = now_ns();
-    const uint64_t start = s->tail_ns > now ? s->tail_ns : now;
-    for (unsigned i = 0; i < MAX_KERNELS; i++) {
-        struct kernel *k = &s->kernels[i];
-        if (k->p != NULL && !k->done) continue;
-        *k = (struct kernel){.p = p, .n = n, .sum = checksum(p, n), .finish_ns = start + duration_ns};
-        break;
-    }
-    s->tail_ns = start + duration_ns;
-    pthread_mutex_unlock(&w->mu);
-}
-
-/* Sleeps until time t, then checks s's finished kernels. */
-static void await_stream(struct hfeed__fake_world *w, struct hfeed__fake_stream *s, uint64_t t)
-{
-    sleep_until(t);
-    pthread_mutex_lock(&w->mu);
-    check_due(w, s);
-    pthread_mutex_unlock(&w->mu);
-}
-
-void hfeed__fake_stream_sync(struct hfeed__fake_stream *s)
-{
-    struct hfeed__fake_world *w = s->world;
-    pthread_mutex_lock(&w->mu);
-    const uint64_t t = s->tail_ns;
-    pthread_mutex_unlock(&w->mu);
-    await_stream(w, s, t);
 }
 
 /* ---- the simulated runtime: per-thread contexts ------------------------------------------- */
@@ -259,21 +107,11 @@ void hfeed__fake_thread_set_context(int device)
     if (device >= 0) thread_had |= 1u << device;
 }
 
-static void count(struct hfeed__device *d, uint64_t stray, uint32_t foreign)
-{
-    struct hfeed__fake_world *w = d->world;
-    if (w == NULL || (stray == 0 && foreign == 0)) return;
-    pthread_mutex_lock(&w->mu);
-    w->rec.stray_calls += stray;
-    w->rec.foreign_contexts |= foreign;
-    pthread_mutex_unlock(&w->mu);
-}
-
 /* d's code makes device `device`'s context current on the calling thread (-1: none). */
 static void make_current(struct hfeed__device *d, int device)
 {
     if (device >= 0 && device != d->index && !(thread_had & (1u << device)))
-        count(d, 0, 1u << device);
+        hfeed__fake_world_count(d->world, 0, 1u << device);
     hfeed__fake_thread_set_context(device);
 }
 
@@ -282,7 +120,7 @@ static void make_current(struct hfeed__device *d, int device)
 static void landed(struct hfeed__device *d)
 {
     if (thread_ctx < 0) make_current(d, 0);
-    if (thread_ctx != d->index) count(d, 1, 0);
+    if (thread_ctx != d->index) hfeed__fake_world_count(d->world, 1, 0);
 }
 
 static void *ctx_value(int device)
@@ -331,19 +169,6 @@ void hfeed__fake_device_fail_bind(struct hfeed__device *d, bool fail)
     d->fail_bind = fail;
 }
 
-/* The stream of world w that `stream` names on this thread: NULL is the legacy stream of the
- * current device. NULL when w has no such stream (nothing of the consumer's runs there). */
-static struct hfeed__fake_stream *resolve(struct hfeed__fake_world *w, void *stream)
-{
-    if (stream != NULL) return stream;
-    struct hfeed__fake_stream *s = NULL;
-    pthread_mutex_lock(&w->mu);
-    for (unsigned i = 0; i < w->nstreams && s == NULL; i++)
-        if (w->streams[i]->legacy && w->streams[i]->device == thread_ctx) s = w->streams[i];
-    pthread_mutex_unlock(&w->mu);
-    return s;
-}
-
 /* ---- the device --------------------------------------------------------------------------- */
 
 static void random_delay(struct hfeed__device *d)
@@ -352,10 +177,10 @@ static void random_delay(struct hfeed__device *d)
     nanosleep(&ts, NULL);
 }
 
-static void run_await(struct hfeed__device *d, const struct op *o)
+static void run_await(const struct op *o)
 {
     for (unsigned i = 0; i < o->nfences; i++)
-        await_stream(d->world, o->fences[i].s, o->fences[i].at_ns);
+        hfeed__fake_stream_await(o->fences[i].s, o->fences[i].at_ns);
 }
 
 static void *stream_main(void *arg)
@@ -377,7 +202,7 @@ static void *stream_main(void *arg)
                 random_delay(d);
                 memcpy(o.dst, o.src, o.n);
             } else {
-                run_await(d, &o);
+                run_await(&o);
             }
             pthread_mutex_lock(&d->mu);
             d->copying = false;
@@ -386,11 +211,11 @@ static void *stream_main(void *arg)
         }
         struct event *e = &d->events[o.event];
         if (o.end) {
-            e->end_ns = now_ns();
+            e->end_ns = hfeed__fake_now_ns();
             e->done++;
             pthread_cond_broadcast(&d->progress);
         } else {
-            e->start_ns = now_ns();
+            e->start_ns = hfeed__fake_now_ns();
         }
     }
     pthread_mutex_unlock(&d->mu);
@@ -506,24 +331,6 @@ static void *fake_dev_alloc(struct hfeed__device *d, size_t size)
     return p + HEADER;
 }
 
-/* Kernels of w still reading [p, p + size) when it is freed are counted, and forgotten (their
- * buffer is gone); finished ones are checked first. */
-static void forget_kernels(struct hfeed__fake_world *w, const unsigned char *p, size_t size)
-{
-    pthread_mutex_lock(&w->mu);
-    for (unsigned i = 0; i < w->nstreams; i++) {
-        struct hfeed__fake_stream *s = w->streams[i];
-        check_due(w, s);
-        for (unsigned k = 0; k < MAX_KERNELS; k++) {
-            struct kernel *kn = &s->kernels[k];
-            if (kn->p == NULL || kn->done || kn->p < p || kn->p >= p + size) continue;
-            w->rec.freed_in_use++;
-            kn->done = true;
-        }
-    }
-    pthread_mutex_unlock(&w->mu);
-}
-
 static void fake_dev_free(struct hfeed__device *d, void *p)
 {
     if (p == NULL) return;
@@ -534,7 +341,7 @@ static void fake_dev_free(struct hfeed__device *d, void *p)
     struct hfeed__err ignored = {0};
     const bool entered = enter(d, &s, &ignored) == HFEED_OK;
     landed(d);
-    if (d->world != NULL) forget_kernels(d->world, p, size);
+    if (d->world != NULL) hfeed__fake_world_forget(d->world, p, size);
     hfeed__free(base);
     if (entered) leave(d, &s);
 }
@@ -606,17 +413,17 @@ static hfeed_status record_fence(struct hfeed__device *d, unsigned event, void *
 {
     landed(d);
     if (d->world == NULL) return HFEED_OK; /* no consumer stream exists */
-    struct hfeed__fake_stream *s = resolve(d->world, stream);
-    const int on = s != NULL ? s->device : thread_ctx;
+    /* NULL: the legacy stream of the current device (none: nothing of the consumer's there) */
+    struct hfeed__fake_stream *s =
+        stream != NULL ? stream : hfeed__fake_world_legacy(d->world, thread_ctx);
+    const int on = s != NULL ? hfeed__fake_stream_device(s) : thread_ctx;
     if (on != d->index) {
         if (s != NULL) hfeed__fake_stream_sync(s);
         return HFEED__FAIL(err, HFEED_E_DEVICE, "fake:%d: release fence on a stream of device "
                            "%d: invalid resource handle", d->index, on);
     }
     if (s == NULL) return HFEED_OK; /* the legacy stream, with nothing of the consumer on it */
-    pthread_mutex_lock(&d->world->mu);
-    const uint64_t at = s->tail_ns;
-    pthread_mutex_unlock(&d->world->mu);
+    const uint64_t at = hfeed__fake_stream_tail(s);
     pthread_mutex_lock(&d->mu);
     const bool room = d->nfences[event] < HFEED__DEVICE_FENCES;
     if (room) d->fences[event][d->nfences[event]++] = (struct fence){s, at};
@@ -669,7 +476,7 @@ static void fake_wait_fences(struct hfeed__device *d)
         memcpy(o.fences, d->fences[e], o.nfences * sizeof *o.fences);
         d->nfences[e] = 0;
         pthread_mutex_unlock(&d->mu);
-        run_await(d, &o);
+        run_await(&o);
     }
     if (entered) leave(d, &s);
 }

@@ -73,4 +73,22 @@ void hfeed__fake_stream_launch(struct hfeed__fake_stream *s, const void *p, size
 /* Blocks until every kernel queued on s has finished, and checks them. */
 void hfeed__fake_stream_sync(struct hfeed__fake_stream *s);
 
+/* ---- for device_fake.c (device_fake_world.c implements them) ------------------------------ */
+
+/* The fake device's clock: CLOCK_MONOTONIC in ns. */
+uint64_t hfeed__fake_now_ns(void);
+/* Adds to w's record (w NULL: nothing). */
+void hfeed__fake_world_count(struct hfeed__fake_world *w, uint64_t stray, uint32_t foreign);
+/* The legacy stream of `device` in w; NULL when the test made none (nothing of the consumer's
+ * runs there). */
+struct hfeed__fake_stream *hfeed__fake_world_legacy(struct hfeed__fake_world *w, int device);
+int hfeed__fake_stream_device(const struct hfeed__fake_stream *s);
+/* When the last kernel queued on s so far finishes (a release fence's "event"). */
+uint64_t hfeed__fake_stream_tail(struct hfeed__fake_stream *s);
+/* Sleeps until time t, then checks the kernels of s finished by then. */
+void hfeed__fake_stream_await(struct hfeed__fake_stream *s, uint64_t t);
+/* Device memory [p, p + size) is being freed: checks the kernels that finished, counts those
+ * still reading it as freed in use and forgets them. */
+void hfeed__fake_world_forget(struct hfeed__fake_world *w, const void *p, size_t size);
+
 #endif

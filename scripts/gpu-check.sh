@@ -29,7 +29,8 @@ status=0
     nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader \
         || echo "nvidia-smi failed: no NVIDIA driver?"
     .device/bin/test_device_cuda --verbose --jobs 1 \
-        --filter 'device_cuda/driver_and_runtime_versions' 2>&1 | grep -E 'CUDA driver|cuda:|FAIL|HFEED'
+        --filter 'device_cuda/driver_and_runtime_versions' 2>&1 \
+        | grep -E 'CUDA driver|cuda:|FAIL|HFEED'
     python3 -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda,
         "available", torch.cuda.is_available(), "devices", torch.cuda.device_count())' \
         2>&1 | tail -n 1
