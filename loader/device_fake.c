@@ -440,7 +440,7 @@ static hfeed_status fake_fence(struct hfeed__device *d, unsigned event, void *st
     if (st != HFEED_OK) {
         /* Nothing can be recorded: wait for a named stream here (the legacy one is the
          * caller's device's, not ours, so there is nothing of ours to wait for). */
-        if (stream != NULL) hfeed__fake_stream_sync(stream);
+        if (stream != NULL && d->world != NULL) hfeed__fake_stream_sync(stream);
         return st;
     }
     st = record_fence(d, event, stream, err);
