@@ -11,6 +11,17 @@ Interleaved rounds (A B C D per round), medians of the per-round ratios:
 Reported: A/B (issue #4 asks >= 0.90), A/C (pinned faster than pageable), E's starved share
 (asks < 0.05), and end-to-end GB/s of A and C for context.
 
+The arithmetic (loader_step_seconds, upload_rate, span_of) is kept apart and unit-tested on
+recorded event times (tests/tool/test_bench_upload.py), because both figures can pass
+trivially when done naively:
+- the loader's time per batch counts from the first batch on: open (context creation,
+  cudaHostAlloc of every slot) and the first batch's latency are left out. Counting them makes
+  M so large that E is never starved, whatever the loader does.
+- the upload rate is bytes over the span from the first copy's start to the last copy's end
+  (the library's upload_span_seconds), idle gaps included. Summing the copies' own times
+  (upload_seconds) leaves the gaps out, and a copy engine alone copies at the rate of a plain
+  cudaMemcpyAsync loop, so A/B would be about 1 by construction.
+
 Usage: /usr/bin/python3 bench/upload.py --h5feed build/h5feed --limit build/limit_h2d
        [--dir bench-data] [--rounds 5] [--rows 262144] [--cols 256] [--batch 1024]
 Needs a CUDA device; the data file is float32 (no conversion), so the copy is what is timed.
@@ -28,6 +39,37 @@ def run_json(cmd):
     if p.returncode != 0:
         sys.exit("upload.py: %s failed (exit %d):\n%s" % (" ".join(cmd), p.returncode, p.stderr))
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def loader_step_seconds(run):
+    """The loader's own time per batch in a bench run (its --json object), from the first
+    batch on: steady_seconds (first batch in hand to the end) over the batches after the first.
+    Open and the first batch's latency are not a step."""
+    if run["batches"] < 2:
+        raise ValueError("loader_step_seconds: a run of %d batch(es) has no step" % run["batches"])
+    steady = run.get("steady_seconds")
+    if steady is None:  # an older h5feed: the same span, from the figures it does report
+        steady = run["seconds"] - run["first_batch_seconds"]
+    return steady / (run["batches"] - 1)
+
+
+def span_of(copies):
+    """(first start, last end) of copies given as (start, end) times."""
+    if not copies:
+        raise ValueError("span_of: no copies")
+    return min(s for s, _ in copies), max(e for _, e in copies)
+
+
+def upload_rate(nbytes, first_start, last_end):
+    """Bytes per second over the span from the first copy's start to the last copy's end."""
+    if last_end <= first_start:
+        raise ValueError("upload_rate: empty span %r..%r" % (first_start, last_end))
+    return nbytes / (last_end - first_start)
+
+
+def run_upload_gbps(run):
+    """A bench run's upload GB/s over its span (upload_span_seconds)."""
+    return upload_rate(run["upload_bytes"], 0.0, run["upload_span_seconds"]) * 1e-9
 
 
 def main():
@@ -65,18 +107,20 @@ def main():
         B = run_json([a.limit, str(batch_bytes), str(count), "pinned"])
         C = run_json([a.h5feed, "bench", configs[False], "--json", "--no-digest"])
         D = run_json([a.limit, str(batch_bytes), str(count), "pageable"])
-        step_ms = 2e3 * A["seconds"] / A["batches"]
+        step_ms = 2e3 * loader_step_seconds(A)
         E = run_json([a.h5feed, "bench", configs[True], "--json", "--no-digest",
                       "--compute-ms", "%.3f" % step_ms])
+        a_gbps, c_gbps = run_upload_gbps(A), run_upload_gbps(C)
         row = {"round": r, "device": B["device"],
-               "h5feed_pinned_upload_gbps": A["upload_gb_per_s"],
+               "h5feed_pinned_upload_gbps": a_gbps,
                "limit_pinned_gbps": B["gb_per_s"],
-               "h5feed_pageable_upload_gbps": C["upload_gb_per_s"],
+               "h5feed_pageable_upload_gbps": c_gbps,
                "limit_pageable_gbps": D["gb_per_s"],
+               "h5feed_pinned_copy_only_gbps": A["upload_gb_per_s"],
                "h5feed_pinned_e2e_gbps": A["gb_per_s"], "h5feed_pageable_e2e_gbps": C["gb_per_s"],
                "compute_ms": step_ms, "starved_share": E["starved_share"],
-               "ratio_upload_vs_limit": A["upload_gb_per_s"] / B["gb_per_s"],
-               "ratio_pinned_vs_pageable": A["upload_gb_per_s"] / C["upload_gb_per_s"],
+               "ratio_upload_vs_limit": a_gbps / B["gb_per_s"],
+               "ratio_pinned_vs_pageable": a_gbps / c_gbps,
                "ratio_pinned_vs_pageable_e2e": A["gb_per_s"] / C["gb_per_s"]}
         rows.append(row)
         print(json.dumps(row), flush=True)

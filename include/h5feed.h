@@ -170,6 +170,11 @@ typedef struct {
     uint64_t read_ahead;          /* (batch, field) pairs whose rows or chunks the workers asked
                                    * of the disk all at once, because probes found them not in
                                    * the page cache; 0 when everything read was cached */
+    /* Appended in 0.2 (the upload rate over the whole run). */
+    uint64_t upload_span_ns;      /* device time from the first copy's start to the last copy's
+                                   * end, idle gaps included: upload_bytes / upload_span_ns is
+                                   * the H2D rate the run sustained (upload_ns only counts the
+                                   * copies themselves) */
 } hfeed_stats;
 
 /* Opens a loader from a JSON config file. Relative paths in it are relative to its folder.
@@ -262,8 +267,9 @@ HFEED_API void hfeed_batch_release(hfeed_batch *b);
  * buffer waits for it on the device. Use it when kernels that read the batch were queued on
  * stream and may not have run yet: after plain hfeed_batch_release() the buffer may be
  * overwritten by the next upload at once. stream is a cudaStream_t (NULL: the legacy default
- * stream); it must belong to the batch's device. For CPU and fake batches it is
- * hfeed_batch_release().
+ * stream of the batch's device); it must belong to the batch's device, which need not be the
+ * calling thread's current device (the fence is recorded on the batch's device and the thread's
+ * current device is left as it was). For CPU batches it is hfeed_batch_release().
  * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL batch); HFEED_E_DEVICE when the event could not
  * be recorded (the stream was then synchronised instead; the batch is released either way).
  * Ownership, Threads: as hfeed_batch_release(). */
@@ -301,11 +307,24 @@ HFEED_API hfeed_status hfeed_batch_get_indices(const hfeed_batch *b, const uint6
  * exported tensor's deleter has run, also after hfeed_loader_close(); so a tensor may outlive
  * the batch handle and the loader. Each live export holds one prefetch slot. Frameworks call
  * the deleter when the tensor is freed on the host, which for a CUDA tensor can come before
- * the kernels reading it have run: keep the batch borrowed for the step and release it with
- * hfeed_batch_release_on_stream(b, the framework's stream), so the buffer is reused only after
- * that stream's work and every export are done.
+ * the kernels reading it have run: export with hfeed_batch_export_dlpack_on_stream() (the
+ * deleter then fences the slot on the consumer's stream), or keep the batch borrowed while the
+ * tensor lives and release it with hfeed_batch_release_on_stream(b, the framework's stream).
  * Threads: any thread holding the batch; deleters may run on any thread. */
 HFEED_API hfeed_status hfeed_batch_export_dlpack(hfeed_batch *b, size_t field, void **out);
+
+/* As hfeed_batch_export_dlpack(), for a consumer that will use the tensor on `stream` (a
+ * cudaStream_t; NULL: the legacy default stream), the stream DLPack's __dlpack__(stream=...)
+ * names: when the tensor's deleter runs, a release fence is recorded on that stream, so the
+ * batch's slot is refilled only after the work queued on it so far has finished, also when the
+ * tensor outlived the batch handle and was read by kernels queued after the batch was
+ * released. Each export fences its own stream. CPU batches ignore it (fake batches take the
+ * fake device's simulated streams, for tests). The stream must belong to the batch's device;
+ * it need not be the calling thread's current device's.
+ * Returns, Ownership, Threads: as hfeed_batch_export_dlpack(); a fence that cannot be recorded
+ * when the deleter runs makes the deleter synchronise the stream instead. */
+HFEED_API hfeed_status hfeed_batch_export_dlpack_on_stream(hfeed_batch *b, size_t field,
+                                                           void *stream, void **out);
 
 /* Parameters of a synthetic dataset for hfeed_synth_write(). Plain data; layout frozen for
  * major version 0. Values are a pure function of (seed, row, column): features are uniform in

@@ -293,8 +293,7 @@ static hfeed_status parse_device(const cJSON *root, struct hfeed__config *c, str
     if (v == NULL) return HFEED_OK;
     if (cJSON_IsString(v) && hfeed__config_find_choice(device_choices, v->valuestring, &device)) {
         c->device = (enum hfeed__device_req)device;
-        const bool indexed = device == HFEED__DEVICE_CUDA || device == HFEED__DEVICE_FAKE;
-        c->device_index = indexed ? 0 : -1;
+        c->device_index = -1; /* "cuda", "fake": the opening thread's current device, as torch */
         return HFEED_OK;
     }
     if (cJSON_IsString(v) && strncmp(v->valuestring, "cuda:", 5) == 0 &&

@@ -73,7 +73,8 @@ struct hfeed__config {
     unsigned workers;              /* >= 1; default 2 */
     unsigned prefetch;             /* batch slots, >= 1; default 4 */
     enum hfeed__device_req device; /* default auto */
-    int device_index;              /* "cuda:N" -> N; "cuda", "fake" -> 0; -1 for cpu/auto */
+    int device_index;              /* "cuda:N" -> N; -1 otherwise: "cuda" and "fake" are the
+                                    * opening thread's current device, resolved at open */
     bool pinned;                   /* page-locked staging slots for uploads; default true */
     unsigned rank;                 /* default 0 */
     unsigned world_size;           /* >= 1, rank < world_size; default 1 */

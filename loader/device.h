@@ -19,17 +19,22 @@
  * wait(d, e) blocks the calling thread until the copies between the two marks have finished and
  * says how long the device spent on them. The stream runs operations in issue order.
  *
- * Release fences: the consumer may release a device batch while kernels it queued on its own
- * stream still read it. fence(d, e, stream) records slot e's "free" event on that stream; before
- * the issuer copies into slot e again it calls after_fence(d, e), which makes the device's
- * stream wait for that event (on the device, without blocking the host).
+ * Release fences: the consumer may release a device batch, or drop a tensor exported from it,
+ * while kernels it queued on its own streams still read it. fence(d, e, stream) records a "free"
+ * event of slot e on that stream (up to HFEED__DEVICE_FENCES streams per slot); before the
+ * issuer copies into slot e again it calls after_fence(d, e), which makes the device's stream
+ * wait for every one of them (on the device, without blocking the host). Before the device
+ * slots are freed, wait_fences(d) waits for those still pending.
  *
  * Threads: open/close on one thread; alloc/free during open and destroy; copy, mark and
- * after_fence from one issuing thread; wait and drain from the issuer or another thread of
- * ours; fence from the thread releasing a batch, before the slot goes back to its ring (the
- * ring's mutex orders it before the issuer's after_fence). The issuer calls bind first (CUDA's
- * current device is per thread). Calls on the user's threads (open, close, alloc, free, fence)
- * leave that thread's current device as they found it. */
+ * after_fence from one issuing thread; wait and drain from the issuer or the completer; fence
+ * from any thread dropping a hold on a batch, before the slot goes back to its ring (the ring's
+ * mutex orders it before the issuer's after_fence). Our threads (issuer, completer) call bind
+ * first: CUDA's current device is per thread, and a runtime call on a thread with none creates
+ * device 0's context. Calls on the user's threads (open, close, alloc, free, fence,
+ * wait_fences) make d's device current for the call and then put back exactly what the thread
+ * had, nothing included (device_scope.h); when d's device cannot be made current they fail
+ * instead of running on the caller's device. */
 #ifndef HFEED_DEVICE_H
 #define HFEED_DEVICE_H
 
@@ -40,6 +45,11 @@
 #include "error.h"
 
 struct hfeed__device;
+
+/* Release fences one device slot keeps at once, each on its own consumer stream (a batch
+ * released on one stream whose tensors were used on others); a further stream is synchronised
+ * instead. */
+#define HFEED__DEVICE_FENCES 4
 
 struct hfeed__device_ops {
     const char *name;        /* "host", "cuda", "fake" */
@@ -73,10 +83,12 @@ struct hfeed__device_ops {
      * Returns: HFEED_OK or HFEED_E_DEVICE. */
     hfeed_status (*mark)(struct hfeed__device *d, unsigned event, bool end,
                          struct hfeed__err *err);
-    /* Blocks until event id `event`'s end mark has passed; *busy_ns = device time between its
-     * start and end marks. Returns: HFEED_OK or HFEED_E_DEVICE (a failed copy). */
-    hfeed_status (*wait)(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
-                         struct hfeed__err *err);
+    /* Blocks until event id `event`'s end mark has passed; *start_ns and *end_ns = when its
+     * start and end marks passed, on the device's clock (ns from an origin fixed at open, so
+     * times of different events compare: the upload span is first start to last end).
+     * Returns: HFEED_OK or HFEED_E_DEVICE (a failed copy). */
+    hfeed_status (*wait)(struct hfeed__device *d, unsigned event, uint64_t *start_ns,
+                         uint64_t *end_ns, struct hfeed__err *err);
     /* Blocks until everything queued on the stream has run (after a failed issue, before the
      * host buffers it read are reused). */
     void (*drain)(struct hfeed__device *d);
@@ -88,6 +100,9 @@ struct hfeed__device_ops {
     /* Makes the stream wait for event id `event`'s release fence, if one was recorded since
      * the last call. Returns: HFEED_OK or HFEED_E_DEVICE. */
     hfeed_status (*after_fence)(struct hfeed__device *d, unsigned event, struct hfeed__err *err);
+    /* Blocks until every release fence recorded and not yet waited for has passed (before the
+     * device slots are freed). */
+    void (*wait_fences)(struct hfeed__device *d);
     /* The device index in use (the one open resolved -1 to). */
     int (*index)(const struct hfeed__device *d);
 };
@@ -104,6 +119,7 @@ hfeed_status hfeed__device_no_fence(struct hfeed__device *d, unsigned event, voi
                                     struct hfeed__err *err);
 hfeed_status hfeed__device_no_after_fence(struct hfeed__device *d, unsigned event,
                                           struct hfeed__err *err);
+void hfeed__device_no_wait_fences(struct hfeed__device *d);
 
 extern const struct hfeed__device_ops hfeed__device_host;
 extern const struct hfeed__device_ops hfeed__device_cuda; /* device_cuda.c or device_nocuda.c */

@@ -76,13 +76,14 @@ static hfeed_status host_mark(struct hfeed__device *d, unsigned event, bool end,
     return HFEED_OK;
 }
 
-static hfeed_status host_wait(struct hfeed__device *d, unsigned event, uint64_t *busy_ns,
-                              struct hfeed__err *err)
+static hfeed_status host_wait(struct hfeed__device *d, unsigned event, uint64_t *start_ns,
+                              uint64_t *end_ns, struct hfeed__err *err)
 {
     (void)d;
     (void)event;
     (void)err;
-    *busy_ns = 0;
+    *start_ns = 0;
+    *end_ns = 0;
     return HFEED_OK;
 }
 
@@ -105,6 +106,11 @@ hfeed_status hfeed__device_no_after_fence(struct hfeed__device *d, unsigned even
                                           struct hfeed__err *err)
 {
     return hfeed__device_no_fence(d, event, NULL, err);
+}
+
+void hfeed__device_no_wait_fences(struct hfeed__device *d)
+{
+    (void)d;
 }
 
 static int host_index(const struct hfeed__device *d)
@@ -130,5 +136,6 @@ const struct hfeed__device_ops hfeed__device_host = {
     .drain = host_drain,
     .fence = hfeed__device_no_fence,
     .after_fence = hfeed__device_no_after_fence,
+    .wait_fences = hfeed__device_no_wait_fences,
     .index = host_index,
 };

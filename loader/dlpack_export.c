@@ -5,7 +5,13 @@
  * Each export allocates one small record (the DLManagedTensor, its shape, the batch) and holds
  * the batch (batch.h): the slot is not refilled while a framework still uses the tensor, also
  * after the user released the batch or closed the loader. The deleter, which the framework calls
- * once on any thread, frees the record and drops the hold. */
+ * once on any thread, frees the record and drops the hold.
+ *
+ * Stream order: frameworks call the deleter when the tensor is freed on the host, which for a
+ * CUDA tensor comes before the kernels that read it have run. An export made for a consumer's
+ * stream (hfeed_batch_export_dlpack_on_stream: DLPack's __dlpack__(stream=...)) therefore fences
+ * the slot on that stream in its deleter, before dropping its hold; so whichever hold goes last,
+ * the slot is refilled only after every stream that used it is done. */
 #include <dlpack/dlpack.h>
 #include <stdbool.h>
 #include <string.h>
@@ -18,12 +24,15 @@ struct export_record {
     DLManagedTensor managed; /* first: the deleter gets this pointer back */
     int64_t shape[HFEED_MAX_SAMPLE_DIMS + 1];
     hfeed_batch *batch;
+    bool fence;   /* exported for a consumer's stream */
+    void *stream; /* that stream (NULL: the legacy default stream) */
 };
 
 static void delete_export(DLManagedTensor *self)
 {
     struct export_record *r = (struct export_record *)self;
     hfeed_batch *b = r->batch;
+    if (r->fence) (void)hfeed__batch_fence(b, r->stream); /* on failure it synchronised */
     hfeed__free(r);
     hfeed__batch_drop(b);
 }
@@ -50,7 +59,8 @@ static bool dl_type(hfeed_dtype d, DLDataType *out)
     return true;
 }
 
-hfeed_status hfeed_batch_export_dlpack(hfeed_batch *b, size_t field, void **out)
+static hfeed_status export_tensor(hfeed_batch *b, size_t field, bool fence, void *stream,
+                                  void **out)
 {
     if (out != NULL) *out = NULL;
     hfeed_tensor t;
@@ -67,6 +77,8 @@ hfeed_status hfeed_batch_export_dlpack(hfeed_batch *b, size_t field, void **out)
     if (r == NULL) return HFEED_E_NOMEM;
     memcpy(r->shape, t.shape, sizeof r->shape);
     r->batch = b;
+    r->fence = fence;
+    r->stream = stream;
     r->managed.dl_tensor = (DLTensor){.data = t.data,
                                       .device = device,
                                       .ndim = t.ndim,
@@ -79,4 +91,15 @@ hfeed_status hfeed_batch_export_dlpack(hfeed_batch *b, size_t field, void **out)
     hfeed__batch_hold(b);
     *out = &r->managed;
     return HFEED_OK;
+}
+
+hfeed_status hfeed_batch_export_dlpack(hfeed_batch *b, size_t field, void **out)
+{
+    return export_tensor(b, field, false, NULL, out);
+}
+
+hfeed_status hfeed_batch_export_dlpack_on_stream(hfeed_batch *b, size_t field, void *stream,
+                                                 void **out)
+{
+    return export_tensor(b, field, true, stream, out);
 }

@@ -163,7 +163,9 @@ hfeed_status hfeed_loader_get_stats(hfeed_loader *l, hfeed_stats *out)
     out->chunk_decodes = rs.chunk_decodes;
     out->cache_hits = rs.cache_hits;
     out->read_ahead = rs.read_ahead;
-    if (l->upload != NULL) hfeed__upload_get_stats(l->upload, &out->upload_bytes, &out->upload_ns);
+    if (l->upload != NULL)
+        hfeed__upload_get_stats(l->upload, &out->upload_bytes, &out->upload_ns,
+                                &out->upload_span_ns);
     return HFEED_OK;
 }
 
@@ -191,15 +193,18 @@ void hfeed_batch_release(hfeed_batch *b)
     hfeed__batch_drop(b);
 }
 
+hfeed_status hfeed__batch_fence(hfeed_batch *b, void *stream)
+{
+    struct hfeed_loader *l = b->loader;
+    if (l->upload == NULL) return HFEED_OK;
+    struct hfeed__err why = {0};
+    return l->dev_ops->fence(l->dev, (unsigned)(b - l->batches), stream, &why);
+}
+
 hfeed_status hfeed_batch_release_on_stream(hfeed_batch *b, void *stream)
 {
     if (b == NULL) return HFEED_E_INVALID_ARG;
-    struct hfeed_loader *l = b->loader;
-    hfeed_status st = HFEED_OK;
-    if (l->upload != NULL) {
-        struct hfeed__err why = {0};
-        st = l->dev_ops->fence(l->dev, (unsigned)(b - l->batches), stream, &why);
-    }
+    const hfeed_status st = hfeed__batch_fence(b, stream);
     hfeed__batch_drop(b);
     return st;
 }

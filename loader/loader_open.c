@@ -63,6 +63,9 @@ void hfeed__loader_destroy(struct hfeed_loader *l)
 {
     hfeed__reader_destroy(l->reader);
     hfeed__upload_destroy(l->upload);
+    /* Kernels queued on the consumer's streams before its last release may still read the
+     * device slots: wait for their fences before freeing them (cudaFree does not promise to). */
+    if (l->dev_ring != NULL) l->dev_ops->wait_fences(l->dev);
     hfeed__ring_destroy(l->dev_ring);
     hfeed__ring_destroy(l->ring);
     if (l->dev != NULL) l->dev_ops->close(l->dev);
@@ -75,9 +78,10 @@ void hfeed__loader_destroy(struct hfeed_loader *l)
     hfeed__free(l);
 }
 
-/* Opens the configured device: "cpu" the host; "cuda[:N]" that GPU or an error with CUDA's text;
- * "auto" the first GPU when one is usable, else the host (logged once, with CUDA's reason);
- * "fake" the test device. */
+/* Opens the configured device: "cpu" the host; "cuda:N" that GPU, "cuda" the calling thread's
+ * current GPU (as torch's "cuda": each rank that set its device gets its own), or an error with
+ * CUDA's text; "auto" the thread's current GPU when one is usable, else the host (logged once,
+ * with CUDA's reason); "fake" the test device (its simulated current device). */
 static hfeed_status open_device(struct hfeed_loader *l, const struct hfeed__logger *log,
                                 struct hfeed__err *err)
 {
@@ -103,10 +107,10 @@ static hfeed_status open_device(struct hfeed_loader *l, const struct hfeed__logg
         break;
     }
     }
-    l->info.device_index = cfg->device_index;
     struct hfeed__err why = {0};
     if (l->dev_ops->open(cfg->device_index, events, cfg->seed, &l->dev, &why) != HFEED_OK)
         return hfeed__err_set(err, why.code, "device: %s", why.msg);
+    l->info.device_index = l->dev_ops->index(l->dev); /* what -1 resolved to */
     return HFEED_OK;
 }
 

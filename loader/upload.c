@@ -31,6 +31,10 @@ struct hfeed__upload {
     pthread_t issuer, completer;
     bool running;
     atomic_uint_least64_t bytes, busy_ns;
+    /* The upload span on the device's clock: the first copy's start, the last copy's end
+     * (written by the completer only; first_start_ns is valid once spanned is set). */
+    atomic_uint_least64_t first_start_ns, last_end_ns;
+    atomic_bool spanned;
 };
 
 static unsigned event_of(struct hfeed__upload *u, const struct hfeed__slot *dev)
@@ -109,10 +113,31 @@ static void *issuer_main(void *arg)
     return NULL;
 }
 
-/* The completer makes no device current: waiting for an event and timing it do not need one. */
+/* Adds a finished upload of slot d, which ran from start to end on the device's clock, to the
+ * stats. The completer only. */
+static void count_upload(struct hfeed__upload *u, const struct hfeed__slot *d, uint64_t start,
+                         uint64_t end)
+{
+    uint64_t bytes = 0;
+    for (size_t k = 0; k < u->nfields; k++) bytes += d->samples * u->row_bytes[k];
+    atomic_fetch_add_explicit(&u->bytes, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&u->busy_ns, end - start, memory_order_relaxed);
+    /* Uploads run in order on one stream: the first one counted starts the span. */
+    if (!atomic_load_explicit(&u->spanned, memory_order_relaxed)) {
+        atomic_store_explicit(&u->first_start_ns, start, memory_order_relaxed);
+        atomic_store_explicit(&u->spanned, true, memory_order_release);
+    }
+    atomic_store_explicit(&u->last_end_ns, end, memory_order_relaxed);
+}
+
+/* The completer binds the loader's device like the issuer: every CUDA runtime call, waiting for
+ * an event and timing it included, runs in the calling thread's current context and creates
+ * one (device 0's, since CUDA 12) on a thread that has none. */
 static void *completer_main(void *arg)
 {
     struct hfeed__upload *u = arg;
+    struct hfeed__err bind_err = {0};
+    const hfeed_status bound = u->ops->bind(u->device, &bind_err);
     for (;;) {
         pthread_mutex_lock(&u->mu);
         while (u->count == 0 && !u->issuer_done)
@@ -127,15 +152,17 @@ static void *completer_main(void *arg)
         pthread_mutex_unlock(&u->mu);
 
         struct hfeed__slot *d = f.dev;
-        if (f.marked) {
-            uint64_t busy = 0;
-            d->status = u->ops->wait(u->device, event_of(u, d), &busy, &d->err);
+        if (f.marked && bound != HFEED_OK) {
+            /* Cannot wait on our device: fail the batch; drain is the best left to do before
+             * the host slot is reused. */
+            d->status = bound;
+            d->err = bind_err;
+            u->ops->drain(u->device);
+        } else if (f.marked) {
+            uint64_t start = 0, end = 0;
+            d->status = u->ops->wait(u->device, event_of(u, d), &start, &end, &d->err);
             if (d->status == HFEED_OK) {
-                uint64_t bytes = 0;
-                for (size_t k = 0; k < u->nfields; k++)
-                    bytes += d->samples * u->row_bytes[k];
-                atomic_fetch_add_explicit(&u->bytes, bytes, memory_order_relaxed);
-                atomic_fetch_add_explicit(&u->busy_ns, busy, memory_order_relaxed);
+                count_upload(u, d, start, end);
             } else {
                 u->ops->drain(u->device); /* a failed wait: make sure nothing reads f.host */
             }
@@ -164,6 +191,9 @@ hfeed_status hfeed__upload_create(const struct hfeed__device_ops *ops, struct hf
     pthread_cond_init(&u->changed, NULL);
     atomic_init(&u->bytes, 0u);
     atomic_init(&u->busy_ns, 0u);
+    atomic_init(&u->first_start_ns, 0u);
+    atomic_init(&u->last_end_ns, 0u);
+    atomic_init(&u->spanned, false);
     u->fifo = hfeed__calloc(depth, sizeof *u->fifo);
     u->row_bytes = hfeed__calloc(nfields, sizeof *u->row_bytes);
     if (u->fifo == NULL || u->row_bytes == NULL) {
@@ -204,10 +234,17 @@ void hfeed__upload_stop(struct hfeed__upload *u)
     u->running = false;
 }
 
-void hfeed__upload_get_stats(const struct hfeed__upload *u, uint64_t *bytes, uint64_t *busy_ns)
+void hfeed__upload_get_stats(struct hfeed__upload *u, uint64_t *bytes, uint64_t *busy_ns,
+                             uint64_t *span_ns)
 {
     *bytes = atomic_load_explicit(&u->bytes, memory_order_relaxed);
     *busy_ns = atomic_load_explicit(&u->busy_ns, memory_order_relaxed);
+    *span_ns = 0;
+    if (atomic_load_explicit(&u->spanned, memory_order_acquire)) {
+        const uint64_t end = atomic_load_explicit(&u->last_end_ns, memory_order_relaxed);
+        const uint64_t start = atomic_load_explicit(&u->first_start_ns, memory_order_relaxed);
+        *span_ns = end > start ? end - start : 0;
+    }
 }
 
 void hfeed__upload_destroy(struct hfeed__upload *u)

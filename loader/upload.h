@@ -18,6 +18,9 @@
  * with CUDA's text), is published in the device slot with that status; the device ring then
  * hands out no more batches, like the host ring.
  *
+ * Devices: both threads bind the loader's device (device.h bind) before their first device call,
+ * so that no call of theirs lands in, or creates, another device's context.
+ *
  * Locking: the FIFO has its own mutex; the rings have theirs; no thread holds two of these at
  * once. Device calls run outside every lock. */
 #ifndef HFEED_UPLOAD_H
@@ -48,8 +51,11 @@ hfeed_status hfeed__upload_start(struct hfeed__upload *u, struct hfeed__err *err
  * and joins both threads. Idempotent. */
 void hfeed__upload_stop(struct hfeed__upload *u);
 
-/* Bytes uploaded and device time spent copying them (from the events), so far. Any thread. */
-void hfeed__upload_get_stats(const struct hfeed__upload *u, uint64_t *bytes, uint64_t *busy_ns);
+/* Bytes uploaded, device time spent copying them (the sum over uploads, from the events) and
+ * the span from the first upload's start to the last one's end on the device (busy time plus
+ * the idle gaps between uploads), so far. Any thread. */
+void hfeed__upload_get_stats(struct hfeed__upload *u, uint64_t *bytes, uint64_t *busy_ns,
+                             uint64_t *span_ns);
 
 void hfeed__upload_destroy(struct hfeed__upload *u);
 

@@ -21,9 +21,13 @@ The rules, which are the C header's:
   the config) makes the next `next()` raise `Error` with status `BUSY` instead of waiting
   forever.
 - On a CUDA device the tensors are in GPU memory and their upload has finished when the batch
-  is yielded. The slot's device buffer is refilled only after the work queued so far on the
-  stream the consumer named in `__dlpack__(stream=...)` (torch passes its current stream; no
-  stream named: the legacy default stream), recorded when the batch is given back.
+  is yielded. Each tensor remembers the stream its consumer named in `__dlpack__(stream=...)`
+  (torch passes its current stream; None or 1: the legacy default stream; 2: the per-thread
+  default stream; -1: no synchronisation, the consumer orders its own work): when the tensor is
+  freed, a fence is recorded on that stream, and the slot's device buffer is refilled only after
+  the work queued there so far, for every tensor taken from the batch, also one kept into a
+  later step. Plain `__dlpack__()` with -1, or reading `data_ptr` directly, leaves the ordering
+  to the caller: the slot may be refilled as soon as the batch and its tensors are released.
 - One consumer thread per loader.
 
 The library is `$H5FEED_LIBRARY` when set, else `libh5feed.so.0` from the dynamic loader's path
@@ -79,7 +83,7 @@ class _Stats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in
                 ("batches", "samples", "bytes_out", "nan_values", "overflow_values", "read_ns",
                  "decode_ns", "convert_ns", "wait_ns", "fallback_reads", "chunk_decodes",
-                 "cache_hits", "upload_bytes", "upload_ns", "read_ahead")]
+                 "cache_hits", "upload_bytes", "upload_ns", "read_ahead", "upload_span_ns")]
 
 
 _DLDeleter = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -124,6 +128,9 @@ def _declare(lib):
         "hfeed_batch_get_indices": (ctypes.c_int, [_P, ctypes.POINTER(ctypes.POINTER(
             ctypes.c_uint64))]),
         "hfeed_batch_export_dlpack": (ctypes.c_int, [_P, ctypes.c_size_t, ctypes.POINTER(_P)]),
+        "hfeed_batch_export_dlpack_on_stream": (ctypes.c_int, [_P, ctypes.c_size_t, _P,
+                                                               ctypes.POINTER(_P)]),
+        "hfeed_features": (ctypes.c_uint, []),
         "hfeed_strerror": (ctypes.c_char_p, [ctypes.c_int]),
         "hfeed_version_string": (ctypes.c_char_p, []),
     }
@@ -206,6 +213,29 @@ def _capsule(managed):
         raise
 
 
+def _consumer_stream(stream):
+    """DLPack's `__dlpack__(stream=...)` for a CUDA tensor -> (fence, cudaStream_t value or
+    None for NULL): fence tells whether the tensor's release waits for work on that stream.
+    None and 1 are the legacy default stream, 2 the per-thread default stream (CUDA accepts
+    cudaStreamPerThread, 0x2, as a handle), other positive integers stream handles, -1 "no
+    synchronisation" (no fence: the consumer orders its work itself); 0 is disallowed by the
+    DLPack spec (ambiguous)."""
+    if stream is None:
+        return True, None
+    if isinstance(stream, bool) or not isinstance(stream, int):
+        raise TypeError(f"h5feed: __dlpack__ stream must be an integer or None, not {stream!r}")
+    if stream == 1:
+        return True, None
+    if stream == -1:
+        return False, None
+    if stream == 0:
+        raise BufferError("h5feed: __dlpack__(stream=0) is disallowed by DLPack (ambiguous); "
+                          "use 1 for the legacy default stream or 2 for the per-thread one")
+    if stream < -1:
+        raise BufferError(f"h5feed: __dlpack__ stream {stream} is not a CUDA stream")
+    return True, stream
+
+
 # ---- the API ---------------------------------------------------------------------------------
 
 
@@ -249,13 +279,16 @@ class Field:
         if batch is None:
             raise Error(1, f"field {self.name}: its batch is gone")
         handle = batch._live_handle()
-        if stream is not None and self.device == "cuda":
-            # The upload is complete already, so nothing needs to wait on the consumer's
-            # stream now; it is the stream the slot's reuse must wait for (Batch.release).
-            batch._stream = stream
+        # The upload is complete already, so nothing needs to wait on the consumer's stream
+        # now; it is the stream this tensor's release must be fenced on (its deleter).
+        fence, s = _consumer_stream(stream) if self.device == "cuda" else (False, None)
         out = _P()
-        _check(_lib.hfeed_batch_export_dlpack(handle, self._index, ctypes.byref(out)),
-               "export")
+        if fence:
+            st = _lib.hfeed_batch_export_dlpack_on_stream(handle, self._index, s,
+                                                          ctypes.byref(out))
+        else:
+            st = _lib.hfeed_batch_export_dlpack(handle, self._index, ctypes.byref(out))
+        _check(st, "export")
         return _capsule(out.value)
 
 
@@ -266,7 +299,6 @@ class Batch:
 
     def __init__(self, handle):
         self._handle = handle
-        self._stream = None
         info = _BatchInfo()
         _check(_lib.hfeed_batch_get_info(handle, ctypes.byref(info)), "batch info")
         self.epoch, self.index, self.samples = info.epoch, info.index, info.samples
@@ -303,17 +335,12 @@ class Batch:
 
     def release(self):
         """Gives the batch back (the loop does it when it takes the next batch). Tensors taken
-        from it stay valid; its slot is refilled once they are all freed too."""
+        from it stay valid; its slot is refilled once they are all freed too, and (CUDA) after
+        the work queued on each tensor's stream before it was freed (its own fence)."""
         handle, self._handle = self._handle, None
         if handle is None:
             return
-        if self._fields and self._fields[0].device == "cuda":
-            st = _lib.hfeed_batch_release_on_stream(handle, self._stream)
-            if st != OK:
-                # The batch was released; the library synchronised the stream instead.
-                _log.warning("release_on_stream: %s", _lib.hfeed_strerror(st).decode())
-        else:
-            _lib.hfeed_batch_release(handle)
+        _lib.hfeed_batch_release(handle)
 
     def _live_handle(self):
         if self._handle is None:

@@ -13,15 +13,34 @@
 # packed as a library of h5feed), and bench/upload.py (upload rate vs a plain cudaMemcpyAsync
 # loop, pinned vs pageable, starved share under --compute-ms). Logs go to $OUT (the device
 # tool's output folder) or ./gpu-out.
+#
+# No GPU coverage is a failure here, not a pass: HFEED_REQUIRE_GPU=1 makes every GPU test and
+# the binding's CUDA checks fail, naming the missing device or driver, where they would skip.
+# The driver and runtime versions come first, since a driver too old for the static CUDA 13
+# runtime is the usual reason.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH="$PWD/.device/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export HFEED_REQUIRE_GPU=1
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 status=0
-nvidia-smi -L 2>&1 | tee "$out/gpu.txt"
+{
+    nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader \
+        || echo "nvidia-smi failed: no NVIDIA driver?"
+    .device/bin/test_device_cuda --verbose --jobs 1 \
+        --filter 'device_cuda/driver_and_runtime_versions' 2>&1 \
+        | grep -E 'CUDA driver|cuda:|FAIL|HFEED'
+    python3 -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda,
+        "available", torch.cuda.is_available(), "devices", torch.cuda.device_count())' \
+        2>&1 | tail -n 1
+} 2>&1 | tee "$out/gpu.txt"
 .device/bin/test_device_cuda --verbose --jobs 1 >"$out/test_device_cuda.log" 2>&1 || status=1
 tail -n 3 "$out/test_device_cuda.log"
+if grep -q 'Skipped\|SKIP' "$out/test_device_cuda.log"; then
+    echo "gpu-check: a GPU test skipped (see $out/test_device_cuda.log)"
+    status=1
+fi
 .device/bin/test_device --verbose >"$out/test_device.log" 2>&1 || status=1
 tail -n 1 "$out/test_device.log"
 python3 bench/upload.py --h5feed .device/bin/h5feed --limit .device/bin/limit_h2d \
@@ -33,4 +52,9 @@ cp "${TMPDIR:-/tmp}/h5feed-upload/upload-results.json" "$out/" 2>/dev/null || tr
 timeout 300 python3 tests/python/test_binding.py .device/lib/libh5feed.so.0 \
     >"$out/test_binding.log" 2>&1 || status=1
 tail -n 3 "$out/test_binding.log"
+if grep -q '^SKIP: CUDA' "$out/test_binding.log"; then
+    echo "gpu-check: the binding's CUDA checks skipped (see $out/test_binding.log)"
+    status=1
+fi
+echo "gpu-check: $([ $status = 0 ] && echo PASS || echo FAIL)"
 exit $status

@@ -133,8 +133,8 @@ void bench_print_json(const char *config, const struct bench_run *run)
         printf(", \"digest\": null");
     }
     printf(", \"digest_seconds\": %.6f", (double)run->digest_ns * 1e-9);
-    printf(", \"open_seconds\": %.6f, \"first_batch_seconds\": %.6f", run->open_seconds,
-           run->first_batch_seconds);
+    printf(", \"open_seconds\": %.6f, \"first_batch_seconds\": %.6f, \"steady_seconds\": %.6f",
+           run->open_seconds, run->first_batch_seconds, run->steady_seconds);
     printf(", \"total_samples\": %" PRIu64 ", \"samples_per_epoch\": %" PRIu64
            ", \"padded_per_epoch\": %" PRIu64 ", \"dropped_per_epoch\": %" PRIu64
            ", \"batches_per_epoch\": %" PRIu64 ", \"batch_size\": %zu, \"fields\": %zu",
@@ -158,6 +158,7 @@ void bench_print_json(const char *config, const struct bench_run *run)
            (double)s->wait_ns * 1e-9);
     printf(", \"upload_bytes\": %" PRIu64 ", \"upload_seconds\": %.6f, \"upload_gb_per_s\": %.6f",
            s->upload_bytes, (double)s->upload_ns * 1e-9, upload_gbps(s));
+    printf(", \"upload_span_seconds\": %.6f", (double)s->upload_span_ns * 1e-9);
     printf(", \"compute_ms\": %.3f, \"starved_share\": %.6f", run->compute_ms,
            starved_share(run));
     printf(", \"ready_share\": %.6f, \"warm\": %s}\n", ready_share(run),

@@ -1,12 +1,21 @@
 /* device_cuda: the CUDA upload stage on a real GPU. Every test skips, saying why, when the
  * process has no usable CUDA device (no driver, no device), so the suite passes on machines
- * without a GPU; CI builds it whenever the toolkit is present.
+ * without a GPU; CI builds it whenever the toolkit is present. With HFEED_REQUIRE_GPU=1
+ * (scripts/gpu-check.sh) they fail instead, naming what is missing: a GPU check that skipped
+ * is no GPU coverage.
+ *
+ * Each test can fail without the mechanism it checks: the fence test runs once without the
+ * fence and must then see batches overwritten (its copies' buffers are allocated before the
+ * loop, so no cudaMallocHost synchronises the device behind its back); the context test checks
+ * the thread's context and every other GPU's primary context with the driver, which also
+ * fails on one GPU (a leaked binding), where comparing device numbers could not.
  *
  * Device values are copied back with cudaMemcpy (a second path, outside h5feed) and compared
  * byte for byte with the CPU loader's batches of the same config, and with the synthetic
  * formula. CUDA is touched only inside test bodies: Criterion runs each test in its own child
  * process, and the runner itself must not create a CUDA context. */
 #include <criterion/criterion.h>
+#include <cuda.h>
 #include <cuda_runtime.h>
 #include <dlpack/dlpack.h>
 #include <stdio.h>
@@ -42,13 +51,73 @@ static void teardown(void)
 
 TestSuite(device_cuda, .init = setup, .fini = teardown, .timeout = 300);
 
+/* Skips (fails with HFEED_REQUIRE_GPU=1) when the process has no usable CUDA device, saying
+ * whether the driver or the device is missing, and the versions. */
 static void require_gpu(void)
 {
-    int n = 0;
+    const char *req = getenv("HFEED_REQUIRE_GPU");
+    const bool required = req != NULL && strcmp(req, "1") == 0;
+    int n = 0, driver = 0, runtime = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess)
-        cr_skip_test("no usable CUDA device: cudaGetDeviceCount: %s", cudaGetErrorString(e));
-    if (n == 0) cr_skip_test("no CUDA device");
+    cudaDriverGetVersion(&driver); /* 0: no driver */
+    cudaRuntimeGetVersion(&runtime);
+    cudaGetLastError();
+    char why[256] = "";
+    if (driver == 0)
+        snprintf(why, sizeof why, "no NVIDIA driver (libcuda not found); runtime %d", runtime);
+    else if (e != cudaSuccess)
+        snprintf(why, sizeof why, "cudaGetDeviceCount: %s (%s); driver %d, runtime %d%s",
+                 cudaGetErrorString(e), cudaGetErrorName(e), driver, runtime,
+                 driver < runtime ? ": the driver is older than the runtime" : "");
+    else if (n == 0)
+        snprintf(why, sizeof why, "no CUDA device; driver %d, runtime %d", driver, runtime);
+    if (why[0] == '\0') return;
+    if (required) cr_assert_fail("HFEED_REQUIRE_GPU=1 but no usable CUDA device: %s", why);
+    cr_skip_test("no usable CUDA device: %s", why);
+}
+
+/* The driver functions the checks below need, through the runtime (no libcuda link). */
+struct driver {
+    CUresult (*ctx_get_current)(CUcontext *ctx);
+    CUresult (*primary_state)(CUdevice dev, unsigned *flags, int *active);
+};
+
+static struct driver get_driver(void)
+{
+    void *fn[2] = {NULL, NULL};
+    const char *names[2] = {"cuCtxGetCurrent", "cuDevicePrimaryCtxGetState"};
+    for (int i = 0; i < 2; i++) {
+        enum cudaDriverEntryPointQueryResult q;
+        cr_assert_eq(cudaGetDriverEntryPointByVersion(names[i], &fn[i], 12000, cudaEnableDefault,
+                                                      &q),
+                     cudaSuccess, "%s", names[i]);
+        cr_assert_eq(q, cudaDriverEntryPointSuccess, "%s", names[i]);
+    }
+    struct driver d;
+    memcpy(&d.ctx_get_current, &fn[0], sizeof fn[0]);
+    memcpy(&d.primary_state, &fn[1], sizeof fn[1]);
+    return d;
+}
+
+/* Prints the versions (gpu-check.sh runs this first) and fails when the driver is older than
+ * the runtime h5feed was linked with (every other test would then skip, and "auto" fall back). */
+Test(device_cuda, driver_and_runtime_versions)
+{
+    int driver = 0, runtime = 0, n = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    fprintf(stderr, "CUDA driver %d.%d, runtime %d.%d (static, linked into h5feed), %d device%s "
+            "(%s)\n", driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10, n,
+            n == 1 ? "" : "s", cudaGetErrorString(e));
+    for (int i = 0; i < n; i++) {
+        struct cudaDeviceProp p;
+        if (cudaGetDeviceProperties(&p, i) == cudaSuccess)
+            fprintf(stderr, "  cuda:%d %s, %zu MiB, compute %d.%d\n", i, p.name,
+                    p.totalGlobalMem >> 20, p.major, p.minor);
+    }
+    require_gpu();
+    cr_assert_geq(driver, runtime, "driver %d older than runtime %d", driver, runtime);
 }
 
 static hfeed_loader *open_on(const char *device, const char *extra)
@@ -173,13 +242,21 @@ Test(device_cuda, dlpack_export_is_a_cuda_tensor_on_the_batch_memory)
     m->deleter(m);
 }
 
+/* How the consumer gives a batch back in fenced_reads(). */
+enum give_back {
+    RELEASE_ON_STREAM, /* hfeed_batch_release_on_stream(b, s) */
+    EXPORT_ON_STREAM,  /* a tensor exported for s, freed (deleter) after its read was queued */
+    NO_FENCE,          /* the negative control: plain release, nothing waits for s */
+};
+
 /* The consumer queues a device-to-host copy of each batch on its own stream behind a long
- * memset (so the copy runs late), releases the batch with release_on_stream, and goes on taking
- * batches. Without the fence the next upload into that buffer could overwrite it before the
- * late copy read it; with it, every copy holds its batch's values. */
-Test(device_cuda, release_on_stream_keeps_the_buffer_until_the_stream_is_done)
+ * memset (so the copy runs late), gives the batch back at once and goes on taking batches.
+ * Returns how many of the late copies did not hold their batch's values (overwritten by a later
+ * upload into the same buffer). The host buffers are allocated before the loop: cudaMallocHost
+ * there would synchronise the device and hide a missing fence. */
+static int fenced_reads(enum give_back how)
 {
-    require_gpu();
+    enum { N = 24 };
     hfeed_loader *cpu = open_on("cpu", "");
     hfeed_loader *gpu = open_on("cuda:0", "");
     cudaStream_t s;
@@ -187,10 +264,12 @@ Test(device_cuda, release_on_stream_keeps_the_buffer_until_the_stream_is_done)
     const size_t big = (size_t)256 << 20;
     void *scratch = NULL;
     cr_assert_eq(cudaMalloc(&scratch, big), cudaSuccess);
-    enum { N = 24 };
-    void *copies[N];
-    void *expect[N];
+    void *copies[N], *expect[N];
     size_t sizes[N];
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(cudaMallocHost(&copies[i], 96 * COLS * sizeof(float)), cudaSuccess);
+        expect[i] = malloc(96 * COLS * sizeof(float));
+    }
     int n = 0;
     hfeed_batch *a = NULL, *b = NULL;
     while (n < N && hfeed_loader_next(gpu, &b) == HFEED_OK) {
@@ -198,20 +277,28 @@ Test(device_cuda, release_on_stream_keeps_the_buffer_until_the_stream_is_done)
         hfeed_tensor ta, tb;
         hfeed_batch_get_tensor(a, 0, &ta);
         hfeed_batch_get_tensor(b, 0, &tb);
-        for (int k = 0; k < 8; k++) cudaMemsetAsync(scratch, k, big, s); /* delay the stream */
-        cr_assert_eq(cudaMallocHost(&copies[n], tb.nbytes), cudaSuccess);
+        cr_assert_leq(tb.nbytes, 96 * COLS * sizeof(float));
+        for (int k = 0; k < 16; k++) cudaMemsetAsync(scratch, k, big, s); /* delay the stream */
+        void *m = NULL;
+        if (how == EXPORT_ON_STREAM) cr_assert_eq(hfeed_batch_export_dlpack_on_stream(b, 0, s, &m),
+                                                  HFEED_OK);
         cr_assert_eq(cudaMemcpyAsync(copies[n], tb.data, tb.nbytes, cudaMemcpyDeviceToHost, s),
                      cudaSuccess);
-        expect[n] = malloc(ta.nbytes);
         memcpy(expect[n], ta.data, ta.nbytes);
         sizes[n] = ta.nbytes;
-        cr_assert_eq(hfeed_batch_release_on_stream(b, s), HFEED_OK);
+        if (how == RELEASE_ON_STREAM) {
+            cr_assert_eq(hfeed_batch_release_on_stream(b, s), HFEED_OK);
+        } else {
+            hfeed_batch_release(b);
+            if (m != NULL) ((DLManagedTensor *)m)->deleter(m); /* the last hold: fences s */
+        }
         hfeed_batch_release(a);
         n++;
     }
     cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
-    for (int i = 0; i < n; i++) {
-        cr_assert_eq(memcmp(copies[i], expect[i], sizes[i]), 0, "batch %d was overwritten", i);
+    int overwritten = 0;
+    for (int i = 0; i < N; i++) {
+        if (i < n && memcmp(copies[i], expect[i], sizes[i]) != 0) overwritten++;
         cudaFreeHost(copies[i]);
         free(expect[i]);
     }
@@ -219,28 +306,87 @@ Test(device_cuda, release_on_stream_keeps_the_buffer_until_the_stream_is_done)
     cudaStreamDestroy(s);
     cr_assert_eq(hfeed_loader_close(cpu), HFEED_OK);
     cr_assert_eq(hfeed_loader_close(gpu), HFEED_OK);
+    return overwritten;
 }
 
-/* Opening a loader must leave the caller's current device as it was (ranks rely on it). */
-Test(device_cuda, open_keeps_the_callers_current_device)
+Test(device_cuda, release_on_stream_keeps_the_buffer_until_the_stream_is_done)
 {
     require_gpu();
+    const int bad = fenced_reads(RELEASE_ON_STREAM);
+    cr_assert_eq(bad, 0, "%d batches were overwritten before the stream read them", bad);
+}
+
+Test(device_cuda, an_exported_tensors_deleter_keeps_the_buffer_until_its_stream_is_done)
+{
+    require_gpu();
+    const int bad = fenced_reads(EXPORT_ON_STREAM);
+    cr_assert_eq(bad, 0, "%d batches were overwritten before the stream read them", bad);
+}
+
+/* The negative control of the two above: without a fence the late reads must see overwritten
+ * batches, or those tests prove nothing on this machine. */
+Test(device_cuda, without_a_fence_the_late_reads_see_overwritten_batches)
+{
+    require_gpu();
+    const int bad = fenced_reads(NO_FENCE);
+    cr_assert_gt(bad, 0, "no batch was overwritten without the fence: the delay is too short "
+                 "for this GPU, so the fence tests cannot fail here");
+}
+
+/* Opening, using and closing a loader must leave the caller's thread as it was, also with no
+ * context at all (a rank that never chose a device), and create no context on another GPU: on
+ * an 8-GPU node a rank on cuda:N must not hold one on GPU 0. Checked with the driver (the
+ * thread's context, each GPU's primary context), which fails on one GPU too. */
+Test(device_cuda, the_callers_context_is_kept_and_no_other_gpu_gets_a_context)
+{
+    require_gpu();
+    const struct driver drv = get_driver();
     int n = 0;
     cudaGetDeviceCount(&n);
-    const int mine = n > 1 ? 1 : 0;
-    cr_assert_eq(cudaSetDevice(mine), cudaSuccess);
-    hfeed_loader *l = open_on("cuda:0", "");
-    int now = -1;
-    cudaGetDevice(&now);
-    cr_assert_eq(now, mine);
-    hfeed_loader *a = open_on("auto", ""); /* auto takes the caller's device */
+    const int target = n - 1; /* the loader's GPU: not 0 where there are two */
+    char device[24];
+    snprintf(device, sizeof device, "cuda:%d", target);
+    CUcontext ctx = NULL;
+    cr_assert_eq(drv.ctx_get_current(&ctx), CUDA_SUCCESS);
+    cr_assert_null(ctx, "the test process has a context before the test");
+    hfeed_loader *l = open_on(device, "");
+    hfeed_batch *b = NULL;
+    cr_assert_eq(hfeed_loader_next(l, &b), HFEED_OK, "%s", hfeed_loader_errmsg(l));
+    cr_assert_eq(drv.ctx_get_current(&ctx), CUDA_SUCCESS);
+    cr_expect_null(ctx, "open/next left a context current on a thread that had none");
+    void *m = NULL;
+    cr_assert_eq(hfeed_batch_export_dlpack_on_stream(b, 0, NULL, &m), HFEED_OK);
+    ((DLManagedTensor *)m)->deleter(m);
+    cr_assert_eq(hfeed_batch_release_on_stream(b, NULL), HFEED_OK);
+    cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+    cr_assert_eq(drv.ctx_get_current(&ctx), CUDA_SUCCESS);
+    cr_expect_null(ctx, "release/close left a context current on a thread that had none");
+    for (int i = 0; i < n; i++) {
+        unsigned flags = 0;
+        int active = 0;
+        cr_assert_eq(drv.primary_state((CUdevice)i, &flags, &active), CUDA_SUCCESS);
+        if (i != target) cr_expect_eq(active, 0, "a loader on %s created a context on cuda:%d",
+                                      device, i);
+    }
+    /* A thread on its own device (the last one's, or its only one) keeps it; "auto" and
+     * "cuda" take it. */
+    cr_assert_eq(cudaSetDevice(0), cudaSuccess);
+    CUcontext mine = NULL;
+    cudaFree(NULL);
+    cr_assert_eq(drv.ctx_get_current(&mine), CUDA_SUCCESS);
+    l = open_on(device, "");
+    hfeed_loader *a = open_on("auto", "");
+    hfeed_loader *c = open_on("cuda", "");
     hfeed_loader_info info;
     hfeed_loader_get_info(a, &info);
-    cr_assert_eq(info.device_index, mine);
+    cr_expect_eq(info.device_index, 0);
+    hfeed_loader_get_info(c, &info);
+    cr_expect_eq(info.device_index, 0);
+    cr_assert_eq(hfeed_loader_close(c), HFEED_OK);
     cr_assert_eq(hfeed_loader_close(a), HFEED_OK);
     cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
-    cudaGetDevice(&now);
-    cr_assert_eq(now, mine);
+    cr_assert_eq(drv.ctx_get_current(&ctx), CUDA_SUCCESS);
+    cr_expect_eq(ctx, mine, "the caller's context was not put back");
 }
 
 Test(device_cuda, a_thousand_open_close_cycles_leak_no_device_memory)

@@ -424,13 +424,66 @@ else:
     c.check(after_seek <= 1.1 * fresh,
             f"an epoch after seeking back decoded {after_seek} chunks, a fresh one {fresh}")
 
+# ---- the DLPack stream contract, per field (no GPU needed) ----------------------------------
+
+# __dlpack__(stream=...) as DLPack defines it for CUDA: -> (fence on release, cudaStream_t).
+for given, want in ((None, (True, None)), (1, (True, None)), (2, (True, 2)),
+                    (0x7f3a10, (True, 0x7f3a10)), (-1, (False, None))):
+    got = h5feed._consumer_stream(given)
+    c.check(got == want, f"__dlpack__(stream={given!r}) means {got}, want {want}")
+for given, error in ((0, BufferError), (-2, BufferError), (1.5, TypeError), ("s", TypeError),
+                     (True, TypeError)):
+    try:
+        h5feed._consumer_stream(given)
+        c.check(False, f"__dlpack__(stream={given!r}) was accepted")
+    except error:
+        pass
+
+
+def check_streams_per_field():
+    """Each field's export carries the stream its own __dlpack__ named (not the last one named
+    for the batch), -1 exports with no fence, None fences the legacy default stream. The fake
+    device's fields pose as CUDA fields; the exports are recorded on their way to the library
+    (the fake device ignores stream handles it did not make)."""
+    calls = []
+    real_on = h5feed._lib.hfeed_batch_export_dlpack_on_stream
+    real_plain = h5feed._lib.hfeed_batch_export_dlpack
+
+    def on_stream(handle, field, stream, out):
+        calls.append((field, stream))
+        return real_on(handle, field, stream, out)
+
+    def plain(handle, field, out):
+        calls.append((field, "no fence"))
+        return real_plain(handle, field, out)
+
+    h5feed._lib.hfeed_batch_export_dlpack_on_stream = on_stream
+    h5feed._lib.hfeed_batch_export_dlpack = plain
+    try:
+        with loader(device="fake", epochs=1) as ld:
+            b = next(iter(ld))
+            for f in b._fields:
+                f.device = "cuda"
+            capsules = [b["x"].__dlpack__(stream=0x5000), b["y"].__dlpack__(stream=0x7000),
+                        b["x"].__dlpack__(stream=-1), b["y"].__dlpack__(stream=None),
+                        b["x"].__dlpack__(stream=2)]
+            del capsules  # never taken: the capsules' destructor runs the deleters
+    finally:
+        h5feed._lib.hfeed_batch_export_dlpack_on_stream = real_on
+        h5feed._lib.hfeed_batch_export_dlpack = real_plain
+    want = [(0, 0x5000), (1, 0x7000), (0, "no fence"), (1, None), (0, 2)]
+    c.check(calls == want, f"exports per field went to the library as {calls}, want {want}")
+
+
+check_streams_per_field()
+
 # ---- CUDA, where torch sees a GPU and the library has the backend ----------------------------
 
 def check_cuda(stream):
     """Every batch on the GPU, zero copy, right values. Each step is queued on `stream` (None:
     torch's default stream) behind a slow kernel and not waited for: the tensor is freed and the
-    batch given back while the read is still pending, so only the fence on that stream
-    (release_on_stream, with the stream torch passed to __dlpack__) keeps the next upload from
+    batch given back while the read is still pending, so only the fence on that stream (the
+    tensor's deleter fences the stream torch passed to __dlpack__) keeps the next upload from
     overwriting the slot first."""
     seen, pending = [], []
     with loader(device="cuda:0", epochs=1, prefetch=2) as ld:
@@ -454,11 +507,23 @@ def check_cuda(stream):
     c.check(sorted(seen) == list(range(N)), f"cuda ({what}): every sample exactly once")
 
 
-if torch is not None and torch.cuda.is_available():
+# HFEED_REQUIRE_GPU=1 (scripts/gpu-check.sh): a check that cannot run is a failure that says
+# what is missing, not a SKIP that exits 0.
+require_gpu = os.environ.get("HFEED_REQUIRE_GPU") == "1"
+has_backend = bool(h5feed._lib.hfeed_features() & 1)  # HFEED_FEATURE_CUDA
+if torch is not None and torch.cuda.is_available() and has_backend:
     check_cuda(None)
     check_cuda(torch.cuda.Stream())
 else:
-    print("SKIP: CUDA checks (torch sees no GPU here)")
+    why = ("python3-torch is not installed" if torch is None else
+           "this libh5feed has no CUDA backend (built with HFEED_CUDA=OFF or without the "
+           "toolkit)" if not has_backend else
+           "torch sees no CUDA device: no GPU, or no NVIDIA driver (or one too old for torch's "
+           f"CUDA {torch.version.cuda})")
+    if require_gpu:
+        c.check(False, f"HFEED_REQUIRE_GPU=1 but the CUDA checks cannot run: {why}")
+    else:
+        print(f"SKIP: CUDA checks ({why})")
 
 if torch is None:
     print("SKIP: torch checks (python3-torch is not installed)")

@@ -551,7 +551,7 @@ Test(config, device_takes_auto_cpu_cuda_cuda_n_and_fake)
                                            HFEED__DEVICE_CUDA, HFEED__DEVICE_CUDA,
                                            HFEED__DEVICE_CUDA, HFEED__DEVICE_CUDA,
                                            HFEED__DEVICE_FAKE};
-    const int index[] = {-1, -1, 0, 0, 7, 2147483647, 0};
+    const int index[] = {-1, -1, -1, 0, 7, 2147483647, -1}; /* -1: resolved at open */
     for (size_t i = 0; i < 7; i++) {
         char extra[64];
         snprintf(extra, sizeof extra, "'device': '%s'", names[i]);

@@ -7,8 +7,10 @@
  * every host slot back. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <time.h>
 
 #include "device.h"
+#include "device_fake.h"
 #include "prefetch.h"
 #include "upload.h"
 
@@ -43,11 +45,14 @@ static void dev_free(void *ctx, void *p)
     hfeed__device_fake.dev_free(ctx, p);
 }
 
-static void rig_open(struct rig *r)
+/* The stage on fake device `index`, reporting into w (NULL: none). */
+static void rig_open_on(struct rig *r, int index, struct hfeed__fake_world *w)
 {
     struct hfeed__err err = {0};
     const size_t rows[1] = {ROW_BYTES};
-    cr_assert_eq(hfeed__device_fake.open(0, DEPTH, 7, &r->dev, &err), HFEED_OK, "%s", err.msg);
+    cr_assert_eq(hfeed__device_fake.open(index, DEPTH, 7, &r->dev, &err), HFEED_OK, "%s",
+                 err.msg);
+    if (w != NULL) hfeed__fake_device_attach(r->dev, w);
     r->dev_mem = (struct hfeed__slot_memory){dev_alloc, dev_free, r->dev};
     cr_assert_eq(hfeed__ring_create(DEPTH, 1, rows, BATCH, END_SEQ, NULL, plan, NULL, &r->host,
                                     &err),
@@ -59,6 +64,11 @@ static void rig_open(struct rig *r)
                                       rows, &r->up, &err),
                  HFEED_OK);
     cr_assert_eq(hfeed__upload_start(r->up, &err), HFEED_OK);
+}
+
+static void rig_open(struct rig *r)
+{
+    rig_open_on(r, 0, NULL);
 }
 
 static void rig_close(struct rig *r)
@@ -123,10 +133,12 @@ Test(upload, device_batches_arrive_in_order_with_the_host_data)
     while (next_out < END_SEQ) hfeed__ring_give_back(r.devring, consume(&r, next_out++));
     struct hfeed__slot *d = NULL;
     cr_assert_eq(hfeed__ring_take(r.devring, &d), HFEED_END);
-    uint64_t bytes = 0, busy = 0, want = 0;
+    uint64_t bytes = 0, busy = 0, span = 0, want = 0;
     for (uint64_t seq = 0; seq < END_SEQ; seq++) want += (BATCH - seq % 3) * ROW_BYTES;
-    hfeed__upload_get_stats(r.up, &bytes, &busy);
+    hfeed__upload_get_stats(r.up, &bytes, &busy, &span);
     cr_assert_eq(bytes, want);
+    cr_assert_geq(span, busy, "span %llu < busy %llu", (unsigned long long)span,
+                  (unsigned long long)busy);
     rig_close(&r);
 }
 
@@ -184,5 +196,117 @@ Test(upload, stop_with_uploads_in_flight_gives_every_host_slot_back)
     cr_assert_eq(hfeed__upload_start(r.up, &err), HFEED_OK);
     produce(&r, HFEED_OK);
     hfeed__ring_give_back(r.devring, consume(&r, 0));
+    rig_close(&r);
+}
+
+/* A rank of an 8-GPU node runs on cuda:N, N != 0, often from a thread that never chose a device
+ * (or chose another). Every device call of the stage's threads (issuer and completer) and of the
+ * user's thread (allocations, frees, close) must land in device N's context, create no context
+ * on another device (CUDA 12 creates one, hundreds of MiB, on the first call or cudaSetDevice on
+ * a thread without one), and leave the user's thread with the context it had, also none. */
+Test(upload, every_call_lands_on_the_loaders_device_and_the_callers_context_is_kept)
+{
+    static const struct {
+        int device;   /* the loader's */
+        int user_ctx; /* the test thread's current device before and after; -1: none */
+    } cases[] = {{3, -1}, {3, 0}, {3, 3}, {0, -1}, {1, 2}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct hfeed__fake_world *w = NULL;
+        cr_assert_eq(hfeed__fake_world_create(&w), HFEED_OK);
+        hfeed__fake_thread_set_context(cases[c].user_ctx);
+        struct rig r;
+        rig_open_on(&r, cases[c].device, w);
+        cr_expect_eq(hfeed__fake_thread_context(), cases[c].user_ctx,
+                     "case %zu: open left the caller on context %d", c,
+                     hfeed__fake_thread_context());
+        for (uint64_t seq = 0; seq < 2 * DEPTH; seq++) {
+            produce(&r, HFEED_OK);
+            hfeed__ring_give_back(r.devring, consume(&r, seq));
+        }
+        rig_close(&r);
+        struct hfeed__fake_record rec;
+        hfeed__fake_world_get(w, &rec);
+        cr_expect_eq(hfeed__fake_thread_context(), cases[c].user_ctx,
+                     "case %zu (cuda:%d, caller on %d): left the caller on context %d", c,
+                     cases[c].device, cases[c].user_ctx, hfeed__fake_thread_context());
+        cr_expect_eq(rec.stray_calls, 0, "case %zu (cuda:%d, caller on %d): %llu calls in "
+                     "another device's context", c, cases[c].device, cases[c].user_ctx,
+                     (unsigned long long)rec.stray_calls);
+        cr_expect_eq(rec.foreign_contexts, 0, "case %zu (cuda:%d, caller on %d): created "
+                     "contexts on devices 0x%x", c, cases[c].device, cases[c].user_ctx,
+                     rec.foreign_contexts);
+        hfeed__fake_world_destroy(w);
+    }
+}
+
+/* The consumer reads device batch 0 on its stream for a while (a kernel still queued), releases
+ * it with a fence on that stream, and goes on. The upload that reuses the slot must wait for the
+ * kernel, whatever the releasing thread's current device is: the consumer's own device, another
+ * one ("cuda" and torch.cuda.set_device(rank) on a node, or a release from another thread), or
+ * none; and whether the stream is named or is the legacy default stream (NULL). */
+Test(upload, a_release_fence_holds_the_slot_whatever_device_the_releasing_thread_is_on)
+{
+    enum { LOADER_DEVICE = 1 };
+    static const struct {
+        int releaser_ctx; /* the releasing thread's current device; -1: none */
+        bool legacy;      /* NULL stream: the legacy default stream */
+    } cases[] = {{LOADER_DEVICE, true}, {0, true}, {-1, true}, {LOADER_DEVICE, false},
+                 {0, false}, {-1, false}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct hfeed__fake_world *w = NULL;
+        cr_assert_eq(hfeed__fake_world_create(&w), HFEED_OK);
+        struct hfeed__fake_stream *s = NULL;
+        cr_assert_eq(cases[c].legacy ? hfeed__fake_stream_create_legacy(w, LOADER_DEVICE, &s)
+                                     : hfeed__fake_stream_create(w, LOADER_DEVICE, &s),
+                     HFEED_OK);
+        hfeed__fake_thread_set_context(LOADER_DEVICE);
+        struct rig r;
+        rig_open_on(&r, LOADER_DEVICE, w);
+        for (int k = 0; k < DEPTH; k++) produce(&r, HFEED_OK);
+        struct hfeed__slot *d0 = consume(&r, 0);
+        hfeed__fake_stream_launch(s, d0->data[0], d0->samples * ROW_BYTES, 30 * 1000000u);
+        hfeed__fake_thread_set_context(cases[c].releaser_ctx);
+        struct hfeed__err err = {0};
+        const unsigned event = (unsigned)(d0 - hfeed__ring_slot(r.devring, 0));
+        cr_expect_eq(hfeed__device_fake.fence(r.dev, event, cases[c].legacy ? NULL : s, &err),
+                     HFEED_OK, "case %zu: %s", c, err.msg);
+        hfeed__ring_give_back(r.devring, d0);
+        for (uint64_t seq = 1; seq < 2 * DEPTH; seq++) {
+            if (seq >= DEPTH) produce(&r, HFEED_OK); /* batch 3 goes into slot 0 */
+            hfeed__ring_give_back(r.devring, consume(&r, seq));
+        }
+        hfeed__fake_stream_sync(s);
+        hfeed__fake_thread_set_context(LOADER_DEVICE);
+        rig_close(&r);
+        struct hfeed__fake_record rec;
+        hfeed__fake_world_get(w, &rec);
+        cr_expect_eq(rec.kernels_checked, 1, "case %zu", c);
+        cr_expect_eq(rec.overwritten, 0, "case %zu (releaser on %d, %s stream): the slot was "
+                     "refilled while the consumer's kernel read it", c, cases[c].releaser_ctx,
+                     cases[c].legacy ? "legacy" : "named");
+        hfeed__fake_world_destroy(w);
+    }
+}
+
+/* The upload span runs from the first copy's start to the last copy's end, idle gaps included:
+ * with workers slower than the copies (a gap of 3 ms before each batch) it covers the gaps,
+ * while the summed copy time does not (bench/upload.py's rate is bytes over the span). */
+Test(upload, the_span_covers_the_idle_gaps_between_uploads)
+{
+    enum { N = 8, GAP_MS = 3 };
+    struct rig r;
+    rig_open(&r);
+    for (uint64_t seq = 0; seq < N; seq++) {
+        const struct timespec gap = {0, GAP_MS * 1000000L};
+        nanosleep(&gap, NULL);
+        produce(&r, HFEED_OK);
+        hfeed__ring_give_back(r.devring, consume(&r, seq));
+    }
+    uint64_t bytes = 0, busy = 0, span = 0;
+    hfeed__upload_get_stats(r.up, &bytes, &busy, &span);
+    cr_expect_geq(span, (uint64_t)(N - 1) * GAP_MS * 1000000u, "span %llu ns misses the gaps",
+                  (unsigned long long)span);
+    cr_expect_lt(busy, span, "busy %llu, span %llu", (unsigned long long)busy,
+                 (unsigned long long)span);
     rig_close(&r);
 }
