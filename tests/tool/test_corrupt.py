@@ -24,6 +24,9 @@ never a signal, a sanitizer report or a run past --timeout seconds. h5py reads e
 child process of its own (h5py crashes on some). Any other end fails the test, and the mutant
 is kept (--keep, or a folder the failure names) with the config that shows it.
 
+Also runs every config in ../shared/repro beside the checkout, where there is one (inputs that
+once crashed the loader or returned wrong data): each must stay a clean error.
+
 The default, 200 mutants, is the short run ctest does; `--mutants 10000` is the long one
 (docs/robustness.md records its counts). The same --seed gives the same mutants.
 Uses only the standard library, numpy and h5py.
@@ -313,6 +316,16 @@ def main():
         outcome, detail = run_one(tool, cfg, args.timeout, env)
         c.check(outcome == "ok" and detail.get("digest") == hexd(b["digest"]),
                 f"unmutated {b['name']}: {outcome} {detail}")
+
+    # The inputs that once broke the promise (../shared/repro beside the checkout, where there is
+    # one): each must stay a clean error.
+    repro = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
+                         "repro")
+    for name in sorted(os.listdir(repro)) if os.path.isdir(repro) else []:
+        if not name.endswith(".json"):
+            continue
+        outcome, detail = run_one(tool, os.path.join(repro, name), args.timeout, env)
+        c.check(outcome in ("error", "hdf5-leak"), f"shared/repro/{name}: {outcome}: {detail}")
 
     counts = collections.Counter()
     per_kind = collections.defaultdict(collections.Counter)
