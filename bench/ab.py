@@ -7,6 +7,7 @@ per-round ratio NEW / OLD of samples/s.
 
     /usr/bin/python3 bench/ab.py cache --old OLD/h5feed --new build-bench/h5feed
     /usr/bin/python3 bench/ab.py cold  --old OLD/h5feed --new build-bench/h5feed
+    /usr/bin/python3 bench/ab.py fresh --old OLD/h5feed --new build-bench/h5feed
 
 Suites:
   cache  global shuffle over gzip chunks that do not all fit the chunk cache (cache_mb 256, 512
@@ -17,6 +18,10 @@ Suites:
          cache (`h5feed bench --cold` evicts the file first), and the same warm (the file read
          whole just before, 32 epochs): where reading ahead of a batch's rows pays when they come
          from the disk, and must cost nothing when they are cached (reader.c ask_ahead).
+  fresh  one epoch from open of the whole file (world 1), warm page cache: gzip chunks with
+         shuffle none and chunk, uncompressed chunks with none. A pass from open writes every
+         slot and cache entry for the first time: where the cost of first touches shows
+         (alloc.c, MADV_HUGEPAGE).
 
 The data files are compare.py's, in --dir (default bench-data), made here with `h5feed synth`
 when missing: 131072 x 1024 float64 (1 GiB of features), contiguous; chunked 256 rows; chunked
@@ -86,6 +91,11 @@ def cases(a):
     if a.suite == "cache":
         return [(f"cache_mb {mb}", "gzip", {"cache_mb": mb}, False)
                 for mb in (256, 512, 768)]
+    if a.suite == "fresh":
+        whole = {"shard": {"rank": 0, "world_size": 1}}
+        return [("gzip none", "gzip", {"shuffle": "none", **whole}, False),
+                ("gzip chunk", "gzip", {"shuffle": "chunk", **whole}, False),
+                ("chunked none", "chunked", {"shuffle": "none", **whole}, False)]
     return [(f"{kind} {'cold' if cold else 'warm'}", kind,
              {} if cold else {"epochs": 32}, cold)
             for kind in ("contig", "chunked", "gzip") for cold in (True, False)]
@@ -94,7 +104,7 @@ def cases(a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("suite", choices=("cache", "cold"))
+    ap.add_argument("suite", choices=("cache", "cold", "fresh"))
     ap.add_argument("--old", required=True, help="the h5feed tool to compare against")
     ap.add_argument("--new", required=True, help="the h5feed tool under test")
     ap.add_argument("--dir", default="bench-data")
@@ -109,8 +119,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="h5feed-ab-")
     rng = random.Random(a.seed)
     results = {}  # (build, label) -> [(samples/s, decodes)]
-    print(f"suite {a.suite}: global shuffle, rank 0 of {a.world}, workers {a.workers}, "
-          f"{a.rounds} rounds; old {a.old}, new {a.new}", flush=True)
+    what = ("one epoch from open, world 1" if a.suite == "fresh"
+            else f"global shuffle, rank 0 of {a.world}")
+    print(f"suite {a.suite}: {what}, workers {a.workers}, {a.rounds} rounds; old {a.old}, "
+          f"new {a.new}", flush=True)
     for rnd in range(a.rounds):
         jobs = [(b, c) for b in ("old", "new") for c in todo]
         rng.shuffle(jobs)

@@ -13,7 +13,8 @@ void *hfeed__alloc(size_t size);
 void *hfeed__calloc(size_t count, size_t size);
 char *hfeed__strdup(const char *s);
 /* size bytes aligned to 64 (a cache line), not zeroed (large buffers: the pages are touched
- * only when used); released with hfeed__free(). */
+ * only when used); 2 MiB or more: aligned to 2 MiB and advised MADV_HUGEPAGE (alloc.c says
+ * why). Released with hfeed__free(). */
 void *hfeed__alloc_aligned(size_t size);
 /* free(); NULL is a no-op. */
 void hfeed__free(void *p);
