@@ -98,8 +98,9 @@ static hfeed_status open_device(struct hfeed_loader *l, const struct hfeed__logg
             return HFEED_OK;
         }
         l->dev_ops = &hfeed__device_host;
-        hfeed__log(log, HFEED_LOG_INFO, "device \"auto\": no usable CUDA device, using the CPU (%s)",
-                   why.msg);
+        hfeed__log(log, HFEED_LOG_INFO,
+                   "device \"auto\": no usable CUDA device, using the CPU (%s)",
+                   why.msg); /* INFO: on a machine without a GPU this is the expected choice */
         break;
     }
     }
