@@ -2,6 +2,7 @@
  * CSV and SVG files for `h5feed bench` (see bench_report.h). The SVG is written with fprintf:
  * no plotting library. */
 #include "bench_report.h"
+#include "progress.h"
 
 #include "cmd.h"
 
@@ -230,37 +231,39 @@ void bench_progress_init(struct bench_progress *p)
     p->on = isatty(STDERR_FILENO) == 1;
     p->last_t = -1.0;
     p->width = 0;
-}
-
-static void format_duration(double seconds, char *out, size_t out_len)
-{
-    const unsigned long s = seconds > 0.0 && seconds < 1e9 ? (unsigned long)(seconds + 0.5) : 0;
-    if (s >= 3600) {
-        snprintf(out, out_len, "%lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
-    } else {
-        snprintf(out, out_len, "%lu:%02lu", s / 60, s % 60);
-    }
+    p->started = 0;
 }
 
 void bench_progress_update(struct bench_progress *p, double t, uint64_t samples, uint64_t total,
                            uint64_t bytes)
 {
-    if (!p->on || (p->last_t >= 0.0 && t - p->last_t < 0.2)) {
+    if (!p->on) {
+        return;
+    }
+    if (!p->started) {
+        p->started = 1;
+        p->t0 = t;
+        p->samples0 = samples;
+        p->bytes0 = bytes;
+    }
+    if (p->last_t >= 0.0 && t - p->last_t < 0.2) {
         return;
     }
     p->last_t = t;
-    const double sps = t > 0.0 ? (double)samples / t : 0.0;
-    const double gbps = t > 0.0 ? (double)bytes / t * 1e-9 : 0.0;
+    const double span = t - p->t0;
     const double pct = total > 0 ? 100.0 * (double)samples / (double)total : 100.0;
-    char eta[32] = "?";
-    if (sps > 0.0 && total >= samples) {
-        format_duration((double)(total - samples) / sps, eta, sizeof eta);
+    double sps = 0.0, eta_s = 0.0;
+    char rate[64] = "";
+    char eta[48] = "";
+    if (hfeed_cmd_eta(span, samples - p->samples0, samples, total, &sps, &eta_s)) {
+        char d[32];
+        snprintf(rate, sizeof rate, "  %.0f samples/s  %.3f GB/s", sps,
+                 (double)(bytes - p->bytes0) / span * 1e-9);
+        snprintf(eta, sizeof eta, "  ETA %s", hfeed_cmd_duration(eta_s, d, sizeof d));
     }
-    char line[160];
-    int n = snprintf(line, sizeof line,
-                     "bench: %5.1f%%  %" PRIu64 "/%" PRIu64 " samples  %.0f samples/s  %.3f GB/s"
-                     "  ETA %s",
-                     pct, samples, total, sps, gbps, eta);
+    char line[200];
+    int n = snprintf(line, sizeof line, "bench: %5.1f%%  %" PRIu64 "/%" PRIu64 " samples%s%s", pct,
+                     samples, total, rate, eta);
     if (n < 0) {
         return;
     }
