@@ -169,6 +169,9 @@ typedef struct {
     uint64_t read_ahead;          /* (batch, field) pairs whose rows or chunks the workers asked
                                    * of the disk all at once, because probes found them not in
                                    * the page cache; 0 when everything read was cached */
+    /* Appended in 0.2 (cache_mb "auto" per shuffle mode). */
+    uint64_t cache_bytes; /* the decoded-chunk caches' budget, settled at open (cache_mb,
+                           * "auto" resolved), in bytes; 0 when no field decodes chunks */
 } hfeed_stats;
 
 /* Opens a loader from a JSON config file. Relative paths in it are relative to its folder.

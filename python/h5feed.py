@@ -79,7 +79,7 @@ class _Stats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in
                 ("batches", "samples", "bytes_out", "nan_values", "overflow_values", "read_ns",
                  "decode_ns", "convert_ns", "wait_ns", "fallback_reads", "chunk_decodes",
-                 "cache_hits", "upload_bytes", "upload_ns", "read_ahead")]
+                 "cache_hits", "upload_bytes", "upload_ns", "read_ahead", "cache_bytes")]
 
 
 _DLDeleter = ctypes.CFUNCTYPE(None, ctypes.c_void_p)

@@ -150,9 +150,9 @@ void bench_print_json(const char *config, const struct bench_run *run)
     printf(", \"nan_values\": %" PRIu64 ", \"overflow_values\": %" PRIu64
            ", \"fallback_reads\": %" PRIu64,
            s->nan_values, s->overflow_values, s->fallback_reads);
-    printf(", \"chunk_decodes\": %" PRIu64 ", \"cache_hits\": %" PRIu64
-           ", \"read_ahead\": %" PRIu64,
-           s->chunk_decodes, s->cache_hits, s->read_ahead);
+    printf(", \"chunk_decodes\": %" PRIu64 ", \"cache_hits\": %" PRIu64 ", \"read_ahead\": %" PRIu64
+           ", \"cache_bytes\": %" PRIu64,
+           s->chunk_decodes, s->cache_hits, s->read_ahead, s->cache_bytes);
     printf(", \"read_seconds\": %.6f, \"decode_seconds\": %.6f, \"convert_seconds\": %.6f"
            ", \"wait_seconds\": %.6f",
            (double)s->read_ns * 1e-9, (double)s->decode_ns * 1e-9, (double)s->convert_ns * 1e-9,
@@ -192,6 +192,10 @@ void bench_print_text(const char *config, const struct bench_run *run)
            run->bytes_out);
     printf("  memory      %u slots x %zu bytes = %zu bytes of slots; %zu bytes allocated at open\n",
            in->slots, in->slot_bytes, (size_t)in->slots * in->slot_bytes, in->memory_bytes);
+    if (s->cache_bytes > 0) {
+        printf("  chunk cache %.0f MiB budget for decoded chunks (cache_mb; --verbose says why)\n",
+               (double)s->cache_bytes / 1048576.0);
+    }
     printf("  workers     %u; device %s; HDF5 thread-safe: %s\n", in->workers, device,
            in->hdf5_threadsafe ? "yes" : "no");
     printf("  values      %" PRIu64 " NaN, %" PRIu64 " overflowed to inf\n", s->nan_values,
@@ -232,6 +236,7 @@ void bench_progress_init(struct bench_progress *p)
     p->last_t = -1.0;
     p->width = 0;
     p->started = 0;
+    p->known = 0;
 }
 
 void bench_progress_update(struct bench_progress *p, double t, uint64_t samples, uint64_t total,
@@ -246,16 +251,19 @@ void bench_progress_update(struct bench_progress *p, double t, uint64_t samples,
         p->samples0 = samples;
         p->bytes0 = bytes;
     }
-    if (p->last_t >= 0.0 && t - p->last_t < 0.2) {
+    const double span = t - p->t0;
+    double sps = 0.0, eta_s = 0.0;
+    const int known = hfeed_cmd_eta(span, samples - p->samples0, samples, total, &sps, &eta_s);
+    /* Redraw 5 times a second, and at once when the rate becomes known. */
+    if (p->last_t >= 0.0 && t - p->last_t < 0.2 && !(known && !p->known)) {
         return;
     }
     p->last_t = t;
-    const double span = t - p->t0;
+    p->known = known;
     const double pct = total > 0 ? 100.0 * (double)samples / (double)total : 100.0;
-    double sps = 0.0, eta_s = 0.0;
     char rate[64] = "";
     char eta[48] = "";
-    if (hfeed_cmd_eta(span, samples - p->samples0, samples, total, &sps, &eta_s)) {
+    if (known) {
         char d[32];
         snprintf(rate, sizeof rate, "  %.0f samples/s  %.3f GB/s", sps,
                  (double)(bytes - p->bytes0) / span * 1e-9);

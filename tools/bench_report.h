@@ -74,6 +74,7 @@ struct bench_progress {
     double t0;     /* the first update: where the rate is measured from (progress.h) */
     uint64_t samples0, bytes0;
     int started;
+    int known; /* the last line drawn had the rate and ETA */
 };
 
 /* Sets p up: on when stderr is a terminal. */
