@@ -26,8 +26,9 @@ The rules, which are the C header's:
   stream named: the legacy default stream), recorded when the batch is given back.
 - One consumer thread per loader.
 
-The library is `$H5FEED_LIBRARY` when set, else `libh5feed.so.0` from the dynamic loader's path
-(an installed h5feed). Log lines (fallbacks, the device "auto" chose) go to the `logging`
+The library is `$H5FEED_LIBRARY` when set; else `libh5feed.so.0` beside this file, where
+`pip install .` bundles it (the package's own); else `libh5feed.so.0` from the dynamic loader's
+path (an h5feed installed with `cmake --install`). Log lines (fallbacks, the device "auto" chose) go to the `logging`
 logger "h5feed".
 """
 
@@ -134,9 +135,12 @@ def _declare(lib):
 
 
 def _load():
-    """The C library: $H5FEED_LIBRARY, else the installed libh5feed.so.0."""
+    """The C library: $H5FEED_LIBRARY (an explicit choice, say a build tree's), else the one
+    bundled beside this file by `pip install .`, else the installed libh5feed.so.0."""
     path = os.environ.get("H5FEED_LIBRARY")
-    candidates = [path] if path else ["libh5feed.so.0", ctypes.util.find_library("h5feed")]
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libh5feed.so.0")
+    candidates = [path] if path else [bundled if os.path.exists(bundled) else None,
+                                      "libh5feed.so.0", ctypes.util.find_library("h5feed")]
     errors = []
     for c in candidates:
         if not c:
