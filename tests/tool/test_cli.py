@@ -170,15 +170,16 @@ def main():
         expect(["bench", config("typo.json", dict(good, bach_size=4))], 2,
                err_has=['unknown key "bach_size" (top level); did you mean "batch_size"?'],
                err_prefix="h5feed bench: ")
-        expect(["bench", config("typo_field.json",
-                                dict(good, fields=[{"name": "x", "dataset": "/x", "dtyp": "int64"}]))],
-               2, err_has=['fields[0]: unknown key "dtyp"; did you mean "dtype"?'],
+        typo_field = dict(good, fields=[{"name": "x", "dataset": "/x", "dtyp": "int64"}])
+        expect(["bench", config("typo_field.json", typo_field)], 2,
+               err_has=['fields[0]: unknown key "dtyp"; did you mean "dtype"?'],
                err_prefix="h5feed bench: ")
 
         # A dataset not found lists what the file has, with shapes and types: 1 (data).
-        expect(["bench", config("feat.json", dict(good, fields=[{"name": "x", "dataset": "/feat"}]))],
-               1, err_has=[f'file "{h5}": dataset "/feat" not found; the file has: '
-                           "/x (10, 4) float64, /y (10,) int64"],
+        feat = dict(good, fields=[{"name": "x", "dataset": "/feat"}])
+        expect(["bench", config("feat.json", feat)], 1,
+               err_has=[f'file "{h5}": dataset "/feat" not found; the file has: '
+                        "/x (10, 4) float64, /y (10,) int64"],
                err_prefix="h5feed bench: ")
 
         # Different sample shapes across files print both: 1.
@@ -187,7 +188,8 @@ def main():
             f.create_dataset("x", data=np.zeros((3, 5), dtype="<f8"))
             f.create_dataset("y", data=np.zeros(3, dtype="<i8"))
         expect(["bench", config("shapes.json", dict(good, files=["a.h5", "wide.h5"]))], 1,
-               err_has=['field "x": dataset "/x" has sample shape (5,) in file', "but (4,) in file"],
+               err_has=['field "x": dataset "/x" has sample shape (5,) in file',
+                        "but (4,) in file"],
                err_prefix="h5feed bench: ")
 
         # batch_size above the samples: a warning on stderr (without --verbose), and one batch.
