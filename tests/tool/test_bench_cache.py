@@ -29,6 +29,9 @@ MIB = 1 << 20
 def main():
     tool = tool_from_argv()
     c = Checker()
+    if os.environ.get("HFEED_READ_PATH") == "hdf5":
+        print("SKIP: HFEED_READ_PATH=hdf5: H5Dread decodes every chunk, there is no chunk cache")
+        return 0
     with tempfile.TemporaryDirectory(prefix="h5feed_cache_") as tmp:
         h5 = os.path.join(tmp, "demo.h5")
         subprocess.run([tool, "synth", "--out", h5, "--rows", "8192", "--shape", "1024",
