@@ -207,7 +207,7 @@ def main():
         else:
             cuda_built = "cuda: yes" in run("--version")[1]
             reason = ("no CUDA GPU or driver is present (cudaGetDeviceCount: " if cuda_built
-                      else "no CUDA backend")
+                      else "this build of h5feed has no CUDA backend")
             expect(["bench", config("cuda.json", dict(good, device="cuda"))], 1,
                    err_has=[f"device: cuda:0: {reason}"], err_prefix="h5feed bench: ")
             auto = config("auto.json", dict(good, device="auto"))
