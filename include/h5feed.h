@@ -175,6 +175,9 @@ typedef struct {
                                    * end, idle gaps included: upload_bytes / upload_span_ns is
                                    * the H2D rate the run sustained (upload_ns only counts the
                                    * copies themselves) */
+    /* Appended in 0.2 (cache_mb "auto" per shuffle mode). */
+    uint64_t cache_bytes; /* the decoded-chunk caches' budget, settled at open (cache_mb,
+                           * "auto" resolved), in bytes; 0 when no field decodes chunks */
 } hfeed_stats;
 
 /* Opens a loader from a JSON config file. Relative paths in it are relative to its folder.

@@ -104,6 +104,17 @@ void hfeed__catalog_expand_free(char **files, size_t n)
     paths_free(&p);
 }
 
+/* Writes a shape as Python prints a tuple: "(3, 4)", "(3,)", "()". Returns: buf. */
+static const char *shape_text(const uint64_t *dims, int n, char *buf, size_t len)
+{
+    size_t o = (size_t)snprintf(buf, len, "(");
+    for (int d = 0; d < n && o < len; d++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%llu", d ? ", " : "",
+                              (unsigned long long)dims[d]);
+    if (o < len) snprintf(buf + o, len - o, n == 1 ? ",)" : ")");
+    return buf;
+}
+
 /* Checks one field's dataset in file `fi` against the field as set by earlier files (or sets
  * it, for the first file) and plans its conversion. */
 static hfeed_status check_source(struct hfeed__catalog *c, const struct hfeed__field_config *fc,
@@ -146,11 +157,16 @@ static hfeed_status check_source(struct hfeed__catalog *c, const struct hfeed__f
     bool same = f->sample_ndim == in->rank - 1;
     for (int d = 1; same && d < in->rank; d++)
         same = f->sample_shape[d - 1] == in->dims[d];
-    if (!same)
+    if (!same) {
+        char here[160], first[160];
         return HFEED__FAIL(err, HFEED_E_DATASET,
-                           "field \"%s\": dataset \"%s\" has a different sample shape in file "
-                           "\"%s\" than in file \"%s\"",
-                           fc->name, fc->dataset, path, hfeed__h5_file_path(c->files[0]));
+                           "field \"%s\": dataset \"%s\" has sample shape %s in file \"%s\" but "
+                           "%s in file \"%s\"; every file must give a field the same sample shape",
+                           fc->name, fc->dataset,
+                           shape_text(in->dims + 1, in->rank - 1, here, sizeof here), path,
+                           shape_text(f->sample_shape, f->sample_ndim, first, sizeof first),
+                           hfeed__h5_file_path(c->files[0]));
+    }
     if (want != f->dtype)
         return HFEED__FAIL(err, HFEED_E_TYPE,
                            "field \"%s\": \"native\" is %s in file \"%s\" but %s in file "

@@ -249,6 +249,29 @@ uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double
     return most > HFEED__CACHE_AUTO_BASE_MB ? most : HFEED__CACHE_AUTO_BASE_MB;
 }
 
+/* The most chunk rows a run of `rows` consecutive rows touches, for chunks of chunk_rows. */
+static uint64_t span(uint64_t rows, uint64_t chunk_rows)
+{
+    return rows == 0 ? 0 : (rows - 1 + chunk_rows - 1) / chunk_rows + 1;
+}
+
+uint64_t hfeed__chunkcache_order_bytes(const struct hfeed__cache_need *fields, size_t n,
+                                       unsigned workers, uint64_t batch_rows, unsigned window,
+                                       uint64_t block_rows)
+{
+    double bytes = 0.0; /* a double: huge chunk counts must not wrap */
+    for (size_t k = 0; k < n; k++) {
+        const struct hfeed__cache_need *f = &fields[k];
+        const uint64_t rows = f->chunk_rows > 0 ? f->chunk_rows : 1;
+        double entries = (double)workers * (double)span(batch_rows, rows);
+        if (window > 0) entries += 2.0 * window * (double)span(block_rows, rows);
+        entries *= (double)(f->chunks_across > 0 ? f->chunks_across : 1);
+        if (entries > (double)f->nchunks) entries = (double)f->nchunks;
+        bytes += entries * (double)f->entry_bytes;
+    }
+    return bytes < 0x1p63 ? (uint64_t)bytes : (uint64_t)1 << 63;
+}
+
 /* The number in a cgroup limit file, in bytes; false when absent or "max". */
 static bool read_limit(const char *path, double *out)
 {

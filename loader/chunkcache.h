@@ -112,10 +112,36 @@ uint64_t hfeed__chunkcache_entries(size_t budget, double total, uint64_t chunks)
  * limit_bytes. Global shuffle draws each batch from everywhere, so every chunk is used again
  * and again through the epoch, and with the foresight above each extra entry pays (on the
  * 1 GiB bench file, half the chunks cached gave 1.84x the samples/s of a quarter; see
- * docs/benchmarks.md). Other orders use a chunk in a few consecutive batches, which the base
- * holds. Pure. */
+ * docs/benchmarks.md). Other orders use a chunk in a few consecutive batches: the loader sizes
+ * their cache with hfeed__chunkcache_order_bytes() instead (this function's answer for them,
+ * the base, is what h5feed inspect's model still assumes). Pure. */
 #define HFEED__CACHE_AUTO_BASE_MB 256u
 uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double limit_bytes);
+
+/* What one field that decodes chunks asks of "cache_mb": "auto" under shuffle none and chunk. */
+struct hfeed__cache_need {
+    size_t entry_bytes;     /* its largest decoded chunk (a cache entry) */
+    uint64_t chunk_rows;    /* the fewest samples its chunks span along the sample axis, >= 1 */
+    uint64_t chunks_across; /* chunks that hold one row's sample (1: chunks hold whole samples) */
+    uint64_t nchunks;       /* all its chunks: the most worth caching */
+};
+
+/* "cache_mb": "auto" for shuffle none (window 0) and chunk (window = shuffle_window), in bytes:
+ * what the order reuses, not 256 MiB. A run of r consecutive rows touches at most
+ * span(r) = ceil((r - 1) / chunk_rows) + 1 chunk rows; field k needs
+ *     workers * span(batch_rows)               the chunks the workers' batches use at once,
+ *   + 2 * window * span(block_rows)            chunk shuffle: a batch draws from anywhere in its
+ *                                              window of `window` blocks and may reach into the
+ *                                              next window, so two windows stay decoded,
+ * times chunks_across, at most nchunks, entries of entry_bytes. Chunk shuffle then decodes each
+ * chunk about once per epoch, as with a larger cache (the demo: 256 of 256 chunks). The loader
+ * splits the budget as hfeed__chunkcache_split() says (the same share of every field's chunks),
+ * so a field whose need is a larger share of its chunks than the others' may get fewer
+ * entries: its chunks are then decoded more than once, which is cheap where they are small
+ * (labels). Pure. */
+uint64_t hfeed__chunkcache_order_bytes(const struct hfeed__cache_need *fields, size_t n,
+                                       unsigned workers, uint64_t batch_rows, unsigned window,
+                                       uint64_t block_rows);
 
 /* The most "auto" may take: an eighth of the memory this process may use (the machine's, or
  * less where its cgroup says so: hfeed__chunkcache_cgroup_limit), divided among the ranks the

@@ -430,6 +430,10 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
         return HFEED__FAIL(err, HFEED_E_INVALID_ARG, "config: NULL json or out");
     *out = NULL;
     if (strncmp(json, "\xEF\xBB\xBF", 3) == 0) json += 3; /* a UTF-8 byte order mark */
+    if (hfeed__config_is_blank(json))
+        return CFG_FAIL(err, "config text is empty; a config is a JSON object such as "
+                             "{\"files\": [\"data.h5\"], \"fields\": [{\"name\": \"x\", "
+                             "\"dataset\": \"/x\"}]} (see configs/README.md)");
     HFEED__CHECK(hfeed__config_check_text(json, err));
     /* The length counts the terminator, so that cJSON refuses text after the value. */
     pthread_mutex_lock(&cjson_lock);
@@ -466,6 +470,12 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
     }
     *out = c;
     return HFEED_OK;
+}
+
+bool hfeed__config_is_blank(const char *text)
+{
+    if (strncmp(text, "\xEF\xBB\xBF", 3) == 0) text += 3;
+    return text[strspn(text, " \t\r\n")] == '\0';
 }
 
 void hfeed__config_destroy(struct hfeed__config *c)

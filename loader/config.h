@@ -101,6 +101,10 @@ hfeed_status hfeed__config_parse(const char *json, const char *base_dir,
 hfeed_status hfeed__config_load(const char *path, struct hfeed__config **out,
                                 struct hfeed__err *err);
 
+/* Whether text holds nothing but JSON white space (after an optional UTF-8 byte order mark):
+ * an empty config, which is reported as such rather than as malformed JSON. Pure. */
+bool hfeed__config_is_blank(const char *text);
+
 /* Frees a config; NULL and half-built configs are fine. */
 void hfeed__config_destroy(struct hfeed__config *c);
 

@@ -96,6 +96,12 @@ hfeed_status hfeed__config_load(const char *path, struct hfeed__config **out,
     *out = NULL;
     const bool fresh = err != NULL && err->code == HFEED_OK;
     hfeed_status st = read_text(path, &text, err);
+    if (st == HFEED_OK && hfeed__config_is_blank(text))
+        st = HFEED__FAIL(err, HFEED_E_CONFIG,
+                         "%s: config file is empty; a config is a JSON object such as "
+                         "{\"files\": [\"data.h5\"], \"fields\": [{\"name\": \"x\", "
+                         "\"dataset\": \"/x\"}]} (see configs/README.md)",
+                         path);
     if (st == HFEED_OK) st = folder_of(path, &dir, err);
     if (st == HFEED_OK) {
         st = hfeed__config_parse(text, dir, NULL, out, err);

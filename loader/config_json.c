@@ -11,6 +11,7 @@
 #include "config_json.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -151,10 +152,58 @@ hfeed_status hfeed__config_check_keys(const cJSON *obj, const char *const *allow
             continue;
         }
         const char *what = allowed[i] != NULL ? "duplicate" : "unknown";
-        if (where == NULL) return CFG_FAIL(err, "%s key %s (top level)", what, QUOTE(c->string));
-        return CFG_FAIL(err, "%s: %s key %s", where, what, QUOTE(c->string));
+        const char *near = allowed[i] != NULL ? NULL : hfeed__config_nearest(c->string, allowed);
+        char hint[96] = "";
+        if (near != NULL) snprintf(hint, sizeof hint, "; did you mean %s?", QUOTE(near));
+        if (where == NULL)
+            return CFG_FAIL(err, "%s key %s (top level)%s", what, QUOTE(c->string), hint);
+        return CFG_FAIL(err, "%s: %s key %s%s", where, what, QUOTE(c->string), hint);
     }
     return HFEED_OK;
+}
+
+/* Optimal string alignment distance (Levenshtein plus the swap of two adjacent characters,
+ * the commonest typo) between a and b, in bytes; 99 when either is longer than 63 bytes. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    enum { MAX = 64 };
+    const size_t la = strlen(a), lb = strlen(b);
+    if (la >= MAX || lb >= MAX) return 99;
+    size_t d[MAX][MAX];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+const char *hfeed__config_nearest(const char *key, const char *const *allowed)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        const size_t d = edit_distance(key, allowed[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = allowed[i];
+        }
+    }
+    /* Close enough to be a typo of it: 2 edits, or a third of the longer name. */
+    const size_t lk = strlen(key), lb = best != NULL ? strlen(best) : 0;
+    const size_t most = (lk > lb ? lk : lb) / 3 > 2 ? (lk > lb ? lk : lb) / 3 : 2;
+    return best != NULL && best_d <= most && best_d < lk ? best : NULL;
 }
 
 hfeed_status hfeed__config_require(const cJSON *obj, const char *where, const char *key,

@@ -64,9 +64,17 @@ hfeed_status hfeed__config_check_text(const char *json, struct hfeed__err *err);
 /* ---- Key readers ---------------------------------------------------------------------------- */
 
 /* Fails on the first key of obj that is not in allowed (NULL-terminated, fewer names than an
- * unsigned long has bits) or that repeats. */
+ * unsigned long has bits) or that repeats; an unknown key's message suggests the nearest
+ * allowed one (hfeed__config_nearest), as in `unknown key "bach_size" (top level); did you mean
+ * "batch_size"?`. */
 hfeed_status hfeed__config_check_keys(const cJSON *obj, const char *const *allowed,
                                       const char *where, struct hfeed__err *err);
+
+/* The name in allowed (NULL-terminated) nearest to key by edit distance (insertions,
+ * deletions, substitutions and swaps of adjacent bytes), when it is close enough to be a typo
+ * of it: at most 2 edits, or a third of the longer name's length, and fewer than key's length.
+ * Returns: that name (borrowed from allowed), or NULL. Pure. */
+const char *hfeed__config_nearest(const char *key, const char *const *allowed);
 
 /* Points *out at obj's member key, failing when it is absent.
  * Ownership: *out is borrowed from obj's tree. */

@@ -29,6 +29,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 enum { BLOCK = 256 };
@@ -487,6 +488,23 @@ static hfeed_status generic_run(const struct hfeed__conv *c, const unsigned char
         done += k;
     }
     return HFEED_OK;
+}
+
+const char *hfeed__conv_value_text(struct hfeed__type src, const void *elem, char *buf, size_t len)
+{
+    union scratch b;
+    switch (decode(src, elem, 1, &b)) {
+    case KIND_INT:
+        snprintf(buf, len, "%lld", (long long)b.i[0]);
+        break;
+    case KIND_UINT:
+        snprintf(buf, len, "%llu", (unsigned long long)b.u[0]);
+        break;
+    default:
+        snprintf(buf, len, "%.17g", b.f[0]);
+        break;
+    }
+    return buf;
 }
 
 /* ---- transforms --------------------------------------------------------------------------- */

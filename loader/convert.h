@@ -62,6 +62,12 @@ void hfeed__conv_set_affine(struct hfeed__conv *c, const struct hfeed__affine *a
 hfeed_status hfeed__conv_run(const struct hfeed__conv *c, const void *src, void *dst, size_t n,
                              struct hfeed__conv_counts *counts, size_t *bad);
 
+/* Writes the stored element at elem (one element of type src, in its byte order) as a decimal
+ * number into buf: "-2147483649", "4294967295", "1e+300", for a message that names the value
+ * that did not fit (hfeed__conv_run's HFEED_E_RANGE: elem = src + *bad * src.size).
+ * Returns: buf. */
+const char *hfeed__conv_value_text(struct hfeed__type src, const void *elem, char *buf, size_t len);
+
 /* Counts source NaNs in n elements already converted by a copy conversion (c->copy): for data
  * that was read straight into place and never went through hfeed__conv_run(). */
 void hfeed__conv_count(const struct hfeed__conv *c, const void *data, size_t n,

@@ -178,6 +178,16 @@ static hfeed_status cuda_open(int index, unsigned nevents, uint64_t seed,
     *out = NULL;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
+    /* The commonest case on a CPU machine: CUDA's own text for it ("CUDA driver version is
+     * insufficient for CUDA runtime version") reads like a broken install, so say what it means. */
+    if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ||
+        (e == cudaSuccess && count == 0)) {
+        cudaGetLastError();
+        return HFEED__FAIL(err, HFEED_E_DEVICE,
+                           "cuda:%d: no CUDA GPU or driver is present (cudaGetDeviceCount: %s)",
+                           index < 0 ? 0 : index,
+                           e == cudaSuccess ? "0 devices" : cudaGetErrorString(e));
+    }
     if (e != cudaSuccess) return cuda_fail(err, index < 0 ? 0 : index, "cudaGetDeviceCount", e);
     if (index < 0) {
         e = cudaGetDevice(&index);

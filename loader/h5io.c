@@ -317,6 +317,87 @@ static hfeed_status describe_shape(struct hfeed__h5dset *d, struct hfeed__dset_i
     return HFEED_OK;
 }
 
+/* What a "not found" message lists: the first MAX_LISTED datasets of the file, in name order. */
+enum { MAX_LISTED = 12 };
+
+struct dset_list {
+    char *buf;
+    size_t len, used;
+    unsigned listed, more;
+};
+
+/* The name of a stored element type as numpy spells it ("float64", "uint8"), else its class. */
+static void type_name(hid_t t, char *out, size_t len)
+{
+    const H5T_class_t cls = H5Tget_class(t);
+    const size_t bits = 8 * H5Tget_size(t);
+    if (cls == H5T_INTEGER)
+        snprintf(out, len, "%sint%zu", H5Tget_sign(t) == H5T_SGN_2 ? "" : "u", bits);
+    else if (cls == H5T_FLOAT)
+        snprintf(out, len, "float%zu", bits);
+    else
+        snprintf(out, len, "%s", class_name(cls));
+}
+
+/* H5Lvisit callback: appends "/path (d0, d1) dtype" for each dataset. Lock held. */
+static herr_t list_dataset(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    struct dset_list *l = data;
+    H5O_info_t oi;
+    if (info->type != H5L_TYPE_HARD ||
+        H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0 ||
+        oi.type != H5O_TYPE_DATASET) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    if (l->listed == MAX_LISTED || l->used + 80 > l->len) {
+        l->more++;
+        return 0;
+    }
+    char shape[160] = "?", type[32] = "?";
+    const hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    const hid_t space = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    const hid_t t = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
+    hsize_t dims[HFEED__MAX_RANK];
+    const int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (rank >= 0 && rank <= HFEED__MAX_RANK && H5Sget_simple_extent_dims(space, dims, NULL) >= 0) {
+        size_t o = (size_t)snprintf(shape, sizeof shape, "(");
+        for (int i = 0; i < rank && o < sizeof shape; i++)
+            o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%llu", i ? ", " : "",
+                                  (unsigned long long)dims[i]);
+        if (o < sizeof shape) snprintf(shape + o, sizeof shape - o, rank == 1 ? ",)" : ")");
+    }
+    if (t >= 0) type_name(t, type, sizeof type);
+    if (t >= 0) H5Tclose(t);
+    if (space >= 0) H5Sclose(space);
+    if (d >= 0) H5Dclose(d);
+    H5Eclear2(H5E_DEFAULT);
+    const int n = snprintf(l->buf + l->used, l->len - l->used, "%s/%s %s %s", l->listed ? ", " : "",
+                           name, shape, type);
+    if (n > 0) l->used += (size_t)n < l->len - l->used ? (size_t)n : l->len - l->used - 1;
+    l->listed++;
+    return 0;
+}
+
+/* Writes into buf what the file holds, for a "dataset not found" message: "; the file has:
+ * /a (10, 3) float32, /b (10,) int64", with ", and N more" past MAX_LISTED, or "; the file has
+ * no datasets". Lock held. */
+static void describe_contents(hid_t file, char *buf, size_t len)
+{
+    static const char head[] = "; the file has: ";
+    struct dset_list l = {buf, len, sizeof head - 1, 0, 0};
+    snprintf(buf, len, "%s", head);
+    if (H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, list_dataset, &l) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        buf[0] = '\0';
+        return;
+    }
+    if (l.listed == 0 && l.more == 0)
+        snprintf(buf, len, "; the file has no datasets");
+    else if (l.more > 0)
+        snprintf(buf + l.used, len - l.used, ", and %u more", l.more);
+}
+
 hfeed_status hfeed__h5_dset_open(struct hfeed__h5file *f, const char *name,
                                  struct hfeed__h5dset **out, struct hfeed__dset_info *info,
                                  struct hfeed__err *err)
@@ -340,8 +421,10 @@ hfeed_status hfeed__h5_dset_open(struct hfeed__h5file *f, const char *name,
         name[0] == '/' && name[1] == '\0' ? 0 : H5Lexists(f->id, name, H5P_DEFAULT);
     if (exists <= 0) {
         H5Eclear2(H5E_DEFAULT);
-        st = hfeed__err_set(err, HFEED_E_DATASET, "file \"%s\": dataset \"%s\" not found", f->path,
-                            name);
+        char has[640];
+        describe_contents(f->id, has, sizeof has);
+        st = hfeed__err_set(err, HFEED_E_DATASET, "file \"%s\": dataset \"%s\" not found%s",
+                            f->path, name, has);
     } else {
         d->id = H5Dopen2(f->id, name, H5P_DEFAULT);
         if (d->id < 0)

@@ -42,6 +42,8 @@ struct hfeed_loader {
     size_t slot_rows;  /* samples a slot holds: batch_size, or fewer when the rank has fewer */
     uint64_t *ahead;   /* slot_rows indices: a batch planned ahead for the caches (foresee) */
     uint64_t foreseen; /* the next batch whose chunks the caches have not been told of */
+    uint64_t cache_bytes; /* the decoded-chunk caches' budget settled at open; 0: no field
+                           * decodes chunks (hfeed_stats.cache_bytes) */
     hfeed_loader_info info;
     atomic_uint refs; /* 1 for the open handle + 1 per borrowed batch */
     bool closed;

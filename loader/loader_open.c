@@ -16,6 +16,7 @@
 #include "alloc.h"
 #include "catalog.h"
 #include "chunkcache.h"
+#include "chunkio.h"
 #include "config.h"
 #include "device.h"
 #include "error.h"
@@ -102,8 +103,9 @@ static hfeed_status open_device(struct hfeed_loader *l, const struct hfeed__logg
             return HFEED_OK;
         }
         l->dev_ops = &hfeed__device_host;
-        hfeed__log(log, HFEED_LOG_INFO, "device \"auto\": no usable CUDA device, using the CPU (%s)",
-                   why.msg);
+        hfeed__log(log, HFEED_LOG_INFO,
+                   "device \"auto\": no usable CUDA device, using the CPU (%s)",
+                   why.msg); /* INFO: on a machine without a GPU this is the expected choice */
         break;
     }
     }
@@ -295,7 +297,41 @@ static void apply_env(struct hfeed__config *cfg, const struct hfeed__logger *log
     }
 }
 
-/* Settles cache_mb once the chunks are known: "auto" may raise it (chunkcache.h), and says so.
+/* What shuffle none and chunk reuse of each field that decodes chunks, for
+ * hfeed__chunkcache_order_bytes(): the loader's "auto" cache for them. */
+static uint64_t order_bytes(const struct hfeed_loader *l)
+{
+    const struct hfeed__catalog *c = l->cat;
+    const struct hfeed__config *cfg = l->cfg;
+    uint64_t block_rows = 0;
+    for (size_t b = 0; b < c->nblocks; b++) {
+        const uint64_t end = b + 1 < c->nblocks ? c->block_starts[b + 1] : c->file_start[c->nfiles];
+        if (end - c->block_starts[b] > block_rows) block_rows = end - c->block_starts[b];
+    }
+    const unsigned window = cfg->shuffle == HFEED__SHUFFLE_CHUNK ? cfg->shuffle_window : 0;
+    uint64_t bytes = 0;
+    for (size_t k = 0; k < c->nfields; k++) {
+        const struct hfeed__field *f = &c->fields[k];
+        struct hfeed__cache_need need = {f->max_chunk_bytes, UINT64_MAX, 1, f->filtered_chunks};
+        for (size_t fi = 0; fi < c->nfiles; fi++) {
+            const struct hfeed__source *s = &f->sources[fi];
+            if (s->direct == NULL || !hfeed__chunkio_filtered(s->direct)) continue;
+            uint64_t across = 1;
+            for (int d = 1; d < s->info.rank; d++)
+                across *= (s->info.dims[d] + s->info.chunk[d] - 1) / s->info.chunk[d];
+            if (s->info.chunk[0] < need.chunk_rows) need.chunk_rows = s->info.chunk[0];
+            if (across > need.chunks_across) need.chunks_across = across;
+        }
+        if (need.nchunks == 0 || need.entry_bytes == 0) continue;
+        bytes +=
+            hfeed__chunkcache_order_bytes(&need, 1, cfg->workers, l->slot_rows, window, block_rows);
+    }
+    return bytes;
+}
+
+/* Settles cache_mb once the chunks are known, and says what it chose (INFO). "auto": for
+ * global shuffle, hfeed__chunkcache_auto_mb() (every chunk where that fits); for none and
+ * chunk, what the order reuses (hfeed__chunkcache_order_bytes()), a few MiB where it was 256.
  * Global shuffle draws every sample from anywhere, so a compressed chunk that leaves the cache
  * is decoded again for a later sample of it: when the cache cannot hold every chunk, a warning
  * says so (the user would otherwise see only a slow run; h5feed inspect says how slow). */
@@ -305,19 +341,32 @@ static void plan_cache(struct hfeed_loader *l, const struct hfeed__logger *log)
     const uint64_t all = hfeed__catalog_chunk_bytes(l->cat);
     const bool global = cfg->shuffle == HFEED__SHUFFLE_GLOBAL;
     const unsigned long long all_mb = (unsigned long long)((all + (1u << 20) - 1) >> 20);
-    if (cfg->cache_auto) {
-        cfg->cache_mb = hfeed__chunkcache_auto_mb(global, (double)all,
-                                                  hfeed__chunkcache_auto_limit());
-        if (cfg->cache_mb > HFEED__CACHE_AUTO_BASE_MB && all <= cfg->cache_mb << 20)
+    static const char *const orders[] = {"none", "global", "chunk"};
+    if (cfg->cache_auto && global) {
+        cfg->cache_mb =
+            hfeed__chunkcache_auto_mb(true, (double)all, hfeed__chunkcache_auto_limit());
+        if (all > 0 && all <= cfg->cache_mb << 20)
             hfeed__log(log, HFEED_LOG_INFO,
                        "cache_mb \"auto\": %llu MiB, every compressed chunk, for global shuffle",
                        (unsigned long long)cfg->cache_mb);
-        else if (cfg->cache_mb > HFEED__CACHE_AUTO_BASE_MB)
+        else if (all > 0)
             hfeed__log(log, HFEED_LOG_INFO,
                        "cache_mb \"auto\": %llu MiB for global shuffle, an eighth of this "
-                       "machine's memory per local rank",
-                       (unsigned long long)cfg->cache_mb);
+                       "machine's memory per local rank (the chunks decode to %llu MiB)",
+                       (unsigned long long)cfg->cache_mb, all_mb);
+    } else if (cfg->cache_auto) {
+        cfg->cache_mb = (order_bytes(l) + (1u << 20) - 1) >> 20;
+        if (all > 0)
+            hfeed__log(log, HFEED_LOG_INFO,
+                       "cache_mb \"auto\": %llu MiB for shuffle \"%s\": the chunks %u workers "
+                       "use at once%s (every chunk would take %llu MiB)",
+                       (unsigned long long)cfg->cache_mb, orders[cfg->shuffle], cfg->workers,
+                       cfg->shuffle == HFEED__SHUFFLE_CHUNK ? " and two windows of shuffle_window "
+                                                              "blocks"
+                                                            : "",
+                       all_mb);
     }
+    l->cache_bytes = all > 0 ? cfg->cache_mb << 20 : 0;
     if (!global || all <= cfg->cache_mb << 20) return;
     hfeed__log(log, HFEED_LOG_WARN,
                "cache_mb %llu holds %.0f%% of the %llu MiB the compressed chunks decode to: "

@@ -30,8 +30,9 @@ The rules, which are the C header's:
   to the caller: the slot may be refilled as soon as the batch and its tensors are released.
 - One consumer thread per loader.
 
-The library is `$H5FEED_LIBRARY` when set, else `libh5feed.so.0` from the dynamic loader's path
-(an installed h5feed). Log lines (fallbacks, the device "auto" chose) go to the `logging`
+The library is `$H5FEED_LIBRARY` when set; else `libh5feed.so.0` beside this file, where
+`pip install .` bundles it (the package's own); else `libh5feed.so.0` from the dynamic loader's
+path (an h5feed installed with `cmake --install`). Log lines (fallbacks, the device "auto" chose) go to the `logging`
 logger "h5feed".
 """
 
@@ -83,7 +84,8 @@ class _Stats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in
                 ("batches", "samples", "bytes_out", "nan_values", "overflow_values", "read_ns",
                  "decode_ns", "convert_ns", "wait_ns", "fallback_reads", "chunk_decodes",
-                 "cache_hits", "upload_bytes", "upload_ns", "read_ahead", "upload_span_ns")]
+                 "cache_hits", "upload_bytes", "upload_ns", "read_ahead", "upload_span_ns",
+                 "cache_bytes")]
 
 
 _DLDeleter = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -141,9 +143,12 @@ def _declare(lib):
 
 
 def _load():
-    """The C library: $H5FEED_LIBRARY, else the installed libh5feed.so.0."""
+    """The C library: $H5FEED_LIBRARY (an explicit choice, say a build tree's), else the one
+    bundled beside this file by `pip install .`, else the installed libh5feed.so.0."""
     path = os.environ.get("H5FEED_LIBRARY")
-    candidates = [path] if path else ["libh5feed.so.0", ctypes.util.find_library("h5feed")]
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libh5feed.so.0")
+    candidates = [path] if path else [bundled if os.path.exists(bundled) else None,
+                                      "libh5feed.so.0", ctypes.util.find_library("h5feed")]
     errors = []
     for c in candidates:
         if not c:

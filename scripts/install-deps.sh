@@ -18,6 +18,10 @@ packages=(
     libdlpack-dev     # dlpack.h for tensor export
     python3-h5py      # tests/tool: the independent reader
     python3-numpy
+    python3-venv       # scripts/test_pip.sh: `pip install .` in a fresh venv, offline
+    python3-pip
+    python3-setuptools # the build backend of pyproject.toml (with --no-build-isolation)
+    python3-wheel
     valgrind
     clang
     # HDF5 filter plugins users' files need; the H5Dread fallback reads them (tests/api/test_direct)

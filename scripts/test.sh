@@ -10,7 +10,8 @@
 # Step 1 builds the CUDA backend when the toolkit is present (HFEED_CUDA=AUTO); its GPU tests
 # (label gpu) report themselves skipped when the machine has no usable device.
 #
-# Every build uses -DHFEED_WERROR=ON. `--quick` runs only step 1.
+# Every build uses -DHFEED_WERROR=ON. `--quick` runs only the first three steps (the plain build,
+# its ctest under HFEED_READ_PATH=hdf5, and `pip install .` in a fresh venv).
 #
 # Criterion runs each test in a child process and reports only how the test body ended: a
 # LeakSanitizer report or a valgrind error printed when the child exits does not fail the test,
@@ -209,8 +210,14 @@ nocuda() {
         return 1
 }
 
+# `pip install .` in a fresh venv, offline; import h5feed and read a file (scripts/test_pip.sh).
+pip_install() {
+    scripts/test_pip.sh
+}
+
 step "build + ctest (build/)" normal
 step "ctest with HFEED_READ_PATH=hdf5 (build/)" hdf5_path
+step "pip install . in a fresh venv (scripts/test_pip.sh)" pip_install
 if [[ $quick -eq 0 ]]; then
     step "ASan+UBSan build + ctest (build-asan/)" asan
     step "TSan build + ctest -L threads (build-tsan/)" tsan

@@ -2,6 +2,7 @@
  * CSV and SVG files for `h5feed bench` (see bench_report.h). The SVG is written with fprintf:
  * no plotting library. */
 #include "bench_report.h"
+#include "progress.h"
 
 #include "cmd.h"
 
@@ -149,9 +150,9 @@ void bench_print_json(const char *config, const struct bench_run *run)
     printf(", \"nan_values\": %" PRIu64 ", \"overflow_values\": %" PRIu64
            ", \"fallback_reads\": %" PRIu64,
            s->nan_values, s->overflow_values, s->fallback_reads);
-    printf(", \"chunk_decodes\": %" PRIu64 ", \"cache_hits\": %" PRIu64
-           ", \"read_ahead\": %" PRIu64,
-           s->chunk_decodes, s->cache_hits, s->read_ahead);
+    printf(", \"chunk_decodes\": %" PRIu64 ", \"cache_hits\": %" PRIu64 ", \"read_ahead\": %" PRIu64
+           ", \"cache_bytes\": %" PRIu64,
+           s->chunk_decodes, s->cache_hits, s->read_ahead, s->cache_bytes);
     printf(", \"read_seconds\": %.6f, \"decode_seconds\": %.6f, \"convert_seconds\": %.6f"
            ", \"wait_seconds\": %.6f",
            (double)s->read_ns * 1e-9, (double)s->decode_ns * 1e-9, (double)s->convert_ns * 1e-9,
@@ -192,6 +193,10 @@ void bench_print_text(const char *config, const struct bench_run *run)
            run->bytes_out);
     printf("  memory      %u slots x %zu bytes = %zu bytes of slots; %zu bytes allocated at open\n",
            in->slots, in->slot_bytes, (size_t)in->slots * in->slot_bytes, in->memory_bytes);
+    if (s->cache_bytes > 0) {
+        printf("  chunk cache %.0f MiB budget for decoded chunks (cache_mb; --verbose says why)\n",
+               (double)s->cache_bytes / 1048576.0);
+    }
     printf("  workers     %u; device %s; HDF5 thread-safe: %s\n", in->workers, device,
            in->hdf5_threadsafe ? "yes" : "no");
     printf("  values      %" PRIu64 " NaN, %" PRIu64 " overflowed to inf\n", s->nan_values,
@@ -231,37 +236,43 @@ void bench_progress_init(struct bench_progress *p)
     p->on = isatty(STDERR_FILENO) == 1;
     p->last_t = -1.0;
     p->width = 0;
-}
-
-static void format_duration(double seconds, char *out, size_t out_len)
-{
-    const unsigned long s = seconds > 0.0 && seconds < 1e9 ? (unsigned long)(seconds + 0.5) : 0;
-    if (s >= 3600) {
-        snprintf(out, out_len, "%lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
-    } else {
-        snprintf(out, out_len, "%lu:%02lu", s / 60, s % 60);
-    }
+    p->started = 0;
+    p->known = 0;
 }
 
 void bench_progress_update(struct bench_progress *p, double t, uint64_t samples, uint64_t total,
                            uint64_t bytes)
 {
-    if (!p->on || (p->last_t >= 0.0 && t - p->last_t < 0.2)) {
+    if (!p->on) {
+        return;
+    }
+    if (!p->started) {
+        p->started = 1;
+        p->t0 = t;
+        p->samples0 = samples;
+        p->bytes0 = bytes;
+    }
+    const double span = t - p->t0;
+    double sps = 0.0, eta_s = 0.0;
+    const int known = hfeed_cmd_eta(span, samples - p->samples0, samples, total, &sps, &eta_s);
+    /* Redraw 5 times a second, and at once when the rate becomes known. */
+    if (p->last_t >= 0.0 && t - p->last_t < 0.2 && !(known && !p->known)) {
         return;
     }
     p->last_t = t;
-    const double sps = t > 0.0 ? (double)samples / t : 0.0;
-    const double gbps = t > 0.0 ? (double)bytes / t * 1e-9 : 0.0;
+    p->known = known;
     const double pct = total > 0 ? 100.0 * (double)samples / (double)total : 100.0;
-    char eta[32] = "?";
-    if (sps > 0.0 && total >= samples) {
-        format_duration((double)(total - samples) / sps, eta, sizeof eta);
+    char rate[64] = "";
+    char eta[48] = "";
+    if (known) {
+        char d[32];
+        snprintf(rate, sizeof rate, "  %.0f samples/s  %.3f GB/s", sps,
+                 (double)(bytes - p->bytes0) / span * 1e-9);
+        snprintf(eta, sizeof eta, "  ETA %s", hfeed_cmd_duration(eta_s, d, sizeof d));
     }
-    char line[160];
-    int n = snprintf(line, sizeof line,
-                     "bench: %5.1f%%  %" PRIu64 "/%" PRIu64 " samples  %.0f samples/s  %.3f GB/s"
-                     "  ETA %s",
-                     pct, samples, total, sps, gbps, eta);
+    char line[200];
+    int n = snprintf(line, sizeof line, "bench: %5.1f%%  %" PRIu64 "/%" PRIu64 " samples%s%s", pct,
+                     samples, total, rate, eta);
     if (n < 0) {
         return;
     }

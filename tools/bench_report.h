@@ -51,6 +51,7 @@ struct bench_run {
     uint64_t ready_batches;     /* batches whose next() returned within 50 us */
     int warm;                   /* 0 when --cold evicted the files before open */
     double compute_ms;          /* --compute-ms: emulated training step per batch, ms */
+    int verbose;                /* --verbose: print the library's INFO log lines */
     double steady_seconds;      /* from the first batch in hand to the end */
     uint64_t steady_wait_ns;    /* of that, time blocked in hfeed_loader_next(): starved */
     struct bench_series series; /* cumulative counts, a point a second */
@@ -70,12 +71,18 @@ struct bench_progress {
     int on;
     double last_t; /* when it was last drawn, seconds; negative before the first draw */
     int width;     /* characters drawn last, to blank them */
+    double t0;     /* the first update: where the rate is measured from (progress.h) */
+    uint64_t samples0, bytes0;
+    int started;
+    int known; /* the last line drawn had the rate and ETA */
 };
 
 /* Sets p up: on when stderr is a terminal. */
 void bench_progress_init(struct bench_progress *p);
 
-/* Redraws the line if 0.2 s passed since the last draw. total = samples the run will deliver. */
+/* Redraws the line if 0.2 s passed since the last draw. total = samples the run will deliver.
+ * The rates and the ETA are measured from the first update (the first batch), and the ETA is
+ * shown only once hfeed_cmd_eta() says the rate is known. */
 void bench_progress_update(struct bench_progress *p, double t, uint64_t samples, uint64_t total,
                            uint64_t bytes);
 

@@ -21,11 +21,13 @@
  * Returns: the process exit code (HFEED_EXIT_*). */
 typedef int (*hfeed_cmd_fn)(int argc, char **argv);
 
-/* `h5feed bench CONFIG [--json] [--no-digest] [--csv F] [--plot F.svg] [--cold FILE...]`:
+/* `h5feed bench CONFIG [--json] [--verbose] [--no-digest] [--csv F] [--plot F.svg]
+ * [--cold FILE...]`:
  * runs a loader over every configured epoch and reports. */
 int hfeed_cmd_bench(int argc, char **argv);
 
-/* `h5feed convert CONFIG [--quiet]`: writes the config's pipeline output with hfeed_convert(). */
+/* `h5feed convert CONFIG [--quiet] [--verbose]`: writes the config's pipeline output with
+ * hfeed_convert(). */
 int hfeed_cmd_convert(int argc, char **argv);
 
 /* `h5feed synth --out FILE [...]`: writes a synthetic dataset with hfeed_synth_write(). */
@@ -39,6 +41,18 @@ int hfeed_cmd_inspect(int argc, char **argv);
  * HFEED_E_INVALID_ARG (the user asked for something invalid), HFEED_EXIT_OK for HFEED_OK,
  * HFEED_EXIT_FAILURE for everything else. */
 int hfeed_cmd_exit_code(hfeed_status status);
+
+/* The exit code for a status from opening the config file at config_path (hfeed_loader_open,
+ * hfeed_convert, hfeed_report_create): as hfeed_cmd_exit_code(), except that HFEED_E_FILE is
+ * HFEED_EXIT_USAGE when the config file itself cannot be read (missing, unreadable, a
+ * directory, larger than the 16 MiB a config may have): the user named the wrong file, as with
+ * any other usage mistake. A data file that cannot be read stays HFEED_EXIT_FAILURE. */
+int hfeed_cmd_open_exit_code(hfeed_status status, const char *config_path);
+
+/* A log callback (hfeed_log_fn) that prints each line on stderr as "h5feed: <msg>": warnings
+ * always, HFEED_LOG_INFO lines (which device "auto" chose, the cache size, fallbacks) only when
+ * user points at a non-zero int (the command's --verbose). */
+void hfeed_cmd_log(void *user, int level, const char *msg);
 
 /* Matches argv[*i] against the long option `name` ("--rows"), written either as `--rows N` or as
  * `--rows=N`. On a match, *value points at N (borrowed from argv) and *i moves past what was used.

@@ -39,8 +39,8 @@ static void print_help(FILE *out)
 {
     fprintf(
         out,
-        "Usage: h5feed bench CONFIG [--json] [--no-digest] [--csv FILE] [--plot FILE.svg]\n"
-        "                    [--compute-ms N] [--cold DATAFILE...]\n"
+        "Usage: h5feed bench CONFIG [--json] [--verbose] [--no-digest] [--csv FILE]\n"
+        "                    [--plot FILE.svg] [--compute-ms N] [--cold DATAFILE...]\n"
         "\n"
         "Opens a loader from the JSON config CONFIG (see configs/README.md), takes every batch\n"
         "of every configured epoch, and reports samples, batches, wall seconds from open to\n"
@@ -53,11 +53,15 @@ static void print_help(FILE *out)
         "share: the fraction of next() calls that returned a batch within 50 us (1.0: the\n"
         "workers always kept ahead), and the starved share: the fraction of the time from\n"
         "the first batch to the end that the consumer spent waiting in next(). On a device,\n"
-        "the upload stage's host-to-device GB/s over the copies' device time. While it runs, a progress line (percent, samples/s,\n"
+        "the upload stage's host-to-device GB/s over the copies' device time. While it runs, a "
+        "progress line (percent, samples/s,\n"
         "GB/s, ETA) is redrawn on stderr when stderr is a terminal, and never otherwise.\n"
         "\n"
         "Options:\n"
         "  --json          print exactly one JSON object on stdout instead of the text report\n"
+        "  --verbose       also print the library's informational log lines on stderr (which\n"
+        "                  device \"auto\" chose and why, the chunk cache size, reads that go\n"
+        "                  through HDF5); warnings are printed always\n"
         "  --no-digest     skip the digest (\"digest\": null): time the loader alone, as a\n"
         "                  consumer that does not hash would see it\n"
         "  --csv FILE      write the throughput, one row a second: t_seconds, samples\n"
@@ -74,13 +78,6 @@ static void print_help(FILE *out)
         "  --help          show this help\n"
         "\n"
         "Exit status: 0 success, 1 data or runtime failure, 2 usage or config error.\n");
-}
-
-static void log_line(void *user, int level, const char *msg)
-{
-    (void)user;
-    (void)level;
-    fprintf(stderr, "h5feed: %s\n", msg);
 }
 
 static uint64_t now_ns(void)
@@ -291,7 +288,7 @@ static hfeed_status run_loader(const char *config, struct bench_run *run, char *
     bench_progress_init(&progress);
     const int swap = host_is_big_endian();
     const uint64_t t0 = now_ns();
-    hfeed_status st = hfeed_loader_open(config, log_line, NULL, &l, msg, msg_len);
+    hfeed_status st = hfeed_loader_open(config, hfeed_cmd_log, &run->verbose, &l, msg, msg_len);
     if (st != HFEED_OK) {
         return st;
     }
@@ -403,6 +400,7 @@ int hfeed_cmd_bench(int argc, char **argv)
     const char *plot = NULL;
     int json = 0;
     int no_digest = 0;
+    int verbose = 0;
     int cold = 0;
     double compute_ms = 0.0;
     const char **cold_files = calloc((size_t)argc, sizeof *cold_files); /* the DATAFILEs */
@@ -446,6 +444,8 @@ int hfeed_cmd_bench(int argc, char **argv)
             goto out;
         } else if (strcmp(arg, "--json") == 0) {
             json = 1;
+        } else if (strcmp(arg, "--verbose") == 0 || strcmp(arg, "-v") == 0) {
+            verbose = 1;
         } else if (strcmp(arg, "--no-digest") == 0) {
             no_digest = 1;
         } else if (strcmp(arg, "--cold") == 0) {
@@ -482,6 +482,7 @@ int hfeed_cmd_bench(int argc, char **argv)
     run.digest_valid = !no_digest;
     run.warm = !cold;
     run.compute_ms = compute_ms;
+    run.verbose = verbose;
     char msg[HFEED_ERRBUF_SIZE];
     msg[0] = '\0';
     if (cold && evict_files(cold_files, cold_count, msg, sizeof msg) != 0) {
@@ -492,7 +493,7 @@ int hfeed_cmd_bench(int argc, char **argv)
     const hfeed_status st = run_loader(config, &run, msg, sizeof msg);
     if (st != HFEED_OK) {
         fprintf(stderr, "h5feed " CMD ": %s: %s\n", hfeed_strerror((int)st), msg);
-        rc = hfeed_cmd_exit_code(st);
+        rc = hfeed_cmd_open_exit_code(st, config);
     } else if (check_counts(&run, msg, sizeof msg) != 0) {
         fprintf(stderr, "h5feed " CMD ": inconsistent run: %s\n", msg);
         rc = HFEED_EXIT_FAILURE;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "progress.h"
 
 #define CMD "convert"
 
@@ -28,7 +29,7 @@ static void on_signal(int sig)
 static void print_help(FILE *out)
 {
     fprintf(out,
-            "Usage: h5feed convert CONFIG [--quiet]\n"
+            "Usage: h5feed convert CONFIG [--quiet] [--verbose]\n"
             "\n"
             "Runs the config's pipeline once (epoch 0 of this process's shard: order, casts,\n"
             "normalize/scale/offset) and writes it to the HDF5 file named by the config's\n"
@@ -45,21 +46,18 @@ static void print_help(FILE *out)
             "inspect --config prints that config where it pays.\n"
             "\n"
             "Options:\n"
-            "  --quiet   no progress bar and no summary line\n"
-            "  --help    show this help\n"
+            "  --quiet     no progress bar and no summary line\n"
+            "  --verbose   also print the library's informational log lines on stderr (which\n"
+            "              device \"auto\" chose, the chunk cache size); warnings are printed\n"
+            "              always\n"
+            "  --help      show this help\n"
             "\n"
-            "The progress bar is drawn on stderr when it is a terminal. SIGINT or SIGTERM stops\n"
-            "after the current batch and removes the temporary file.\n"
+            "The progress bar is drawn on stderr when it is a terminal, with the rate and the\n"
+            "ETA once a second of data or 5%% of the samples measure the rate. SIGINT or\n"
+            "SIGTERM stops after the current batch and removes the temporary file.\n"
             "\n"
             "Exit status: 0 success, 1 data or runtime failure, 2 usage or config error;\n"
             "killed by the signal after SIGINT/SIGTERM.\n");
-}
-
-static void log_line(void *user, int level, const char *msg)
-{
-    (void)user;
-    (void)level;
-    fprintf(stderr, "h5feed: %s\n", msg);
 }
 
 static double now_s(void)
@@ -73,13 +71,29 @@ struct progress {
     int bar;     /* draw a bar: stderr is a terminal */
     double last; /* when the bar was last drawn */
     int drawn;
+    int verbose; /* --verbose: print the library's INFO log lines too */
+    int started; /* t0/done0 hold the first report, where the rate is measured from */
+    double t0;
+    uint64_t done0;
 };
+
+/* The loader's log lines (hfeed_convert has one user pointer for progress and log). */
+static void log_line(void *user, int level, const char *msg)
+{
+    const struct progress *p = user;
+    hfeed_cmd_log((void *)&p->verbose, level, msg);
+}
 
 static int on_progress(void *user, uint64_t done, uint64_t total)
 {
     struct progress *p = user;
     if (got_signal != 0) return 1;
     const double t = now_s();
+    if (!p->started) {
+        p->started = 1;
+        p->t0 = t;
+        p->done0 = done;
+    }
     if (!p->bar || (done < total && t - p->last < 0.1)) return 0;
     enum { WIDTH = 40 };
     const double frac = total > 0 ? (double)done / (double)total : 1.0;
@@ -88,8 +102,16 @@ static int on_progress(void *user, uint64_t done, uint64_t total)
     for (int i = 0; i < WIDTH; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[WIDTH] = '\0';
-    fprintf(stderr, "\r[%s] %5.1f%% %llu/%llu samples", bar, 100.0 * frac, (unsigned long long)done,
-            (unsigned long long)total);
+    /* Rate and ETA only once the rate is known (progress.h); blanks keep the line's width. */
+    char tail[96] = "";
+    double rate = 0.0, eta_s = 0.0;
+    if (hfeed_cmd_eta(t - p->t0, done - p->done0, done, total, &rate, &eta_s)) {
+        char d[32];
+        snprintf(tail, sizeof tail, "  %.0f samples/s  ETA %s", rate,
+                 hfeed_cmd_duration(eta_s, d, sizeof d));
+    }
+    fprintf(stderr, "\r[%s] %5.1f%% %llu/%llu samples%-40s", bar, 100.0 * frac,
+            (unsigned long long)done, (unsigned long long)total, tail);
     p->last = t;
     p->drawn = done < total; /* a finished bar ends its line, before any log line */
     if (!p->drawn) fputc('\n', stderr);
@@ -101,6 +123,7 @@ int hfeed_cmd_convert(int argc, char **argv)
 {
     const char *config = NULL;
     int quiet = 0;
+    int verbose = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             print_help(stdout);
@@ -108,6 +131,8 @@ int hfeed_cmd_convert(int argc, char **argv)
         }
         if (strcmp(argv[i], "--quiet") == 0) {
             quiet = 1;
+        } else if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) {
+            verbose = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "h5feed " CMD ": unknown option '%s'\n(see h5feed convert --help)\n",
                     argv[i]);
@@ -135,7 +160,7 @@ int hfeed_cmd_convert(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    struct progress p = {!quiet && isatty(STDERR_FILENO), 0.0, 0};
+    struct progress p = {!quiet && isatty(STDERR_FILENO), 0.0, 0, verbose, 0, 0.0, 0};
     hfeed_convert_result res;
     char msg[HFEED_ERRBUF_SIZE] = "";
     const hfeed_status st = hfeed_convert(config, on_progress, log_line, &p, &res, msg, sizeof msg);
@@ -151,7 +176,7 @@ int hfeed_cmd_convert(int argc, char **argv)
     }
     if (st != HFEED_OK) {
         fprintf(stderr, "h5feed " CMD ": %s: %s\n", hfeed_strerror((int)st), msg);
-        return hfeed_cmd_exit_code(st);
+        return hfeed_cmd_open_exit_code(st, config);
     }
     if (!quiet) {
         const double mb = (double)res.bytes / 1e6;

@@ -379,7 +379,7 @@ int hfeed_cmd_inspect(int argc, char **argv)
     const hfeed_status st = hfeed_report_create(files, nfiles, config, &r, msg, sizeof msg);
     if (st != HFEED_OK) {
         fprintf(stderr, "h5feed " CMD ": %s: %s\n", hfeed_strerror((int)st), msg);
-        rc = hfeed_cmd_exit_code(st);
+        rc = hfeed_cmd_open_exit_code(st, config);
         goto out;
     }
     hfeed_report_info in;

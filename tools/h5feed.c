@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cmd.h"
 
@@ -72,6 +74,25 @@ int hfeed_cmd_exit_code(hfeed_status status)
     default:
         return HFEED_EXIT_FAILURE;
     }
+}
+
+/* The most a config file may hold: config_file.c's limit (configs/README.md). */
+#define CONFIG_MAX_BYTES ((off_t)16 << 20)
+
+int hfeed_cmd_open_exit_code(hfeed_status status, const char *config_path)
+{
+    if (status != HFEED_E_FILE || config_path == NULL) return hfeed_cmd_exit_code(status);
+    struct stat sb;
+    const int unreadable = stat(config_path, &sb) != 0 || S_ISDIR(sb.st_mode) ||
+                           access(config_path, R_OK) != 0 ||
+                           (S_ISREG(sb.st_mode) && sb.st_size > CONFIG_MAX_BYTES);
+    return unreadable ? HFEED_EXIT_USAGE : HFEED_EXIT_FAILURE;
+}
+
+void hfeed_cmd_log(void *user, int level, const char *msg)
+{
+    const int verbose = user != NULL && *(const int *)user != 0;
+    if (level >= HFEED_LOG_WARN || verbose) fprintf(stderr, "h5feed: %s\n", msg);
 }
 
 int hfeed_cmd_option(int argc, char **argv, int *i, const char *name, const char **value,

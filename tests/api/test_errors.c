@@ -121,6 +121,78 @@ Test(errors, wrong_type_or_value_is_named)
     expect_open_fails("{\"files\": [\"good.h5\"]}", HFEED_E_CONFIG, "fields", NULL);
 }
 
+/* A misspelt key names the key it is nearest to; a far one gets no guess. */
+Test(errors, unknown_key_suggests_the_nearest_known_key)
+{
+    expect_open_fails(config_with("[\"good.h5\"]", GOOD_FIELDS, "\"bach_size\": 4"), HFEED_E_CONFIG,
+                      "unknown key \"bach_size\" (top level); did you mean \"batch_size\"?", NULL);
+    expect_open_fails(
+        config_with("[\"good.h5\"]",
+                    "[{\"name\": \"x\", \"dataset\": \"/x\", \"dtyp\": \"float32\"}]", ""),
+        HFEED_E_CONFIG, "fields[0]: unknown key \"dtyp\"; did you mean \"dtype\"?", NULL);
+}
+
+/* An empty or blank config is "empty", not malformed JSON at line 1. */
+Test(errors, empty_config_says_empty)
+{
+    expect_open_fails("", HFEED_E_CONFIG, "config text is empty", NULL);
+    expect_open_fails(" \n\t\n", HFEED_E_CONFIG, "config text is empty", NULL);
+    fx_write_text("blank.json", "\n   \n");
+    char err[HFEED_ERRBUF_SIZE] = "";
+    hfeed_loader *l = NULL;
+    const hfeed_status st =
+        hfeed_loader_open(fx_path("blank.json"), NULL, NULL, &l, err, sizeof err);
+    cr_assert_eq(st, HFEED_E_CONFIG, "got %s: %s", hfeed_strerror((int)st), err);
+    cr_assert_null(l);
+    cr_assert_not_null(strstr(err, "blank.json: config file is empty"), "message: %s", err);
+}
+
+struct logged {
+    int warnings;
+    char last[512];
+};
+
+static void log_warnings(void *user, int level, const char *msg)
+{
+    struct logged *lg = user;
+    if (level == HFEED_LOG_WARN) {
+        lg->warnings++;
+        snprintf(lg->last, sizeof lg->last, "%s", msg);
+    }
+}
+
+/* batch_size above this rank's samples: the epoch is one partial batch, and a warning says so. */
+Test(errors, batch_size_above_the_samples_warns)
+{
+    struct logged lg = {0, ""};
+    char err[HFEED_ERRBUF_SIZE] = "";
+    hfeed_loader *l = NULL;
+    const char *json = fx_fmt("{\"files\": [\"good.h5\"], \"fields\": %s, \"batch_size\": 100, "
+                              "\"shard\": {\"rank\": 1, \"world_size\": 2}}",
+                              GOOD_FIELDS);
+    cr_assert_eq(hfeed_loader_open_json(json, fx_dir(), log_warnings, &lg, &l, err, sizeof err),
+                 HFEED_OK, "%s", err);
+    cr_assert_eq(lg.warnings, 1, "%d warnings: %s", lg.warnings, lg.last);
+    cr_assert_str_eq(lg.last, "batch_size 100 is more than the 20 samples this rank gets per "
+                              "epoch: every epoch is one partial batch of 20; lower batch_size to "
+                              "silence this");
+    hfeed_batch *b = NULL;
+    hfeed_batch_info bi;
+    cr_assert_eq(hfeed_loader_next(l, &b), HFEED_OK);
+    cr_assert_eq(hfeed_batch_get_info(b, &bi), HFEED_OK);
+    cr_assert_eq(bi.samples, 20);
+    hfeed_batch_release(b);
+    cr_assert_eq(hfeed_loader_next(l, &b), HFEED_END);
+    cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+    /* A batch_size that fits warns nothing. */
+    lg.warnings = 0;
+    cr_assert_eq(hfeed_loader_open_json(config_with("[\"good.h5\"]", GOOD_FIELDS, ""), fx_dir(),
+                                        log_warnings, &lg, &l, err, sizeof err),
+                 HFEED_OK, "%s", err);
+    cr_assert_eq(lg.warnings, 0, "%s", lg.last);
+    cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+}
+
 Test(errors, missing_config_file_is_named)
 {
     char err[HFEED_ERRBUF_SIZE] = "";
@@ -181,6 +253,13 @@ Test(errors, missing_dataset_names_file_and_dataset)
                                   "\"dtype\": \"float32\"}]",
                                   ""),
                       HFEED_E_DATASET, "/absent", "good.h5");
+    /* The message lists what the file has, with shapes and types, so the fix is in view. */
+    expect_open_fails(
+        config_with("[\"good.h5\"]", "[{\"name\": \"x\", \"dataset\": \"/feat\"}]", ""),
+        HFEED_E_DATASET,
+        "good.h5\": dataset \"/feat\" not found; the file has: /x (40, 3) float32, "
+        "/y (40,) int64",
+        NULL);
     /* present in the first file, missing in the second */
     const fx_dataset only_x = {
         .path = "/x", .kind = FX_FLOAT32, .rows = 10, .ndim = 1, .shape = {3}};
@@ -195,6 +274,41 @@ Test(errors, missing_dataset_names_file_and_dataset)
                                   "\"dtype\": \"float32\"}]",
                                   ""),
                       HFEED_E_DATASET, "/grp", "grouped.h5");
+}
+
+/* Up to a dozen datasets are listed (groups walked into, types as numpy names them), then how
+ * many more; a file with none says so. */
+Test(errors, missing_dataset_lists_at_most_a_dozen)
+{
+    fx_dataset ds[14];
+    char names[14][16];
+    for (int i = 0; i < 14; i++) {
+        snprintf(names[i], sizeof names[i], "/g/d%02d", i);
+        ds[i] = (fx_dataset){.path = names[i],
+                             .kind = i % 2 ? FX_UINT8 : FX_FLOAT64,
+                             .rows = 5,
+                             .ndim = 2,
+                             .shape = {2, 3}};
+    }
+    fx_write_file("many.h5", ds, 14);
+    char err[HFEED_ERRBUF_SIZE];
+    hfeed_loader *l = NULL;
+    cr_assert_eq(
+        fx_open(config_with("[\"many.h5\"]", "[{\"name\": \"x\", \"dataset\": \"/d00\"}]", ""), &l,
+                err),
+        HFEED_E_DATASET, "%s", err);
+    cr_assert_not_null(strstr(err, "dataset \"/d00\" not found; the file has: /g/d00 (5, 2, 3) "
+                                   "float64, /g/d01 (5, 2, 3) uint8, /g/d02 "),
+                       "%s", err);
+    cr_assert_not_null(strstr(err, "/g/d11 (5, 2, 3) uint8, and 2 more"), "%s", err);
+    cr_assert_null(strstr(err, "/g/d12"), "%s", err);
+    fx_write_file("none.h5", NULL, 0);
+    cr_assert_eq(
+        fx_open(config_with("[\"none.h5\"]", "[{\"name\": \"x\", \"dataset\": \"/x\"}]", ""), &l,
+                err),
+        HFEED_E_DATASET, "%s", err);
+    cr_assert_not_null(strstr(err, "dataset \"/x\" not found; the file has no datasets"), "%s",
+                       err);
 }
 
 Test(errors, field_lengths_differing_within_a_file_are_named)
@@ -220,7 +334,14 @@ Test(errors, sample_shape_differing_between_files_is_named)
     fx_write_file("wide.h5", &wide, 1);
     fx_add_dataset("wide.h5", &y);
     expect_open_fails(config_with("[\"good.h5\", \"wide.h5\"]", GOOD_FIELDS, ""), HFEED_E_DATASET,
-                      "/x", "wide.h5");
+                      "field \"x\": dataset \"/x\" has sample shape (4,) in file",
+                      "wide.h5\" but (3,) in file");
+    const fx_dataset square = {
+        .path = "/x", .kind = FX_FLOAT32, .rows = 10, .ndim = 2, .shape = {3, 3}};
+    fx_write_file("square.h5", &square, 1);
+    fx_add_dataset("square.h5", &y);
+    expect_open_fails(config_with("[\"good.h5\", \"square.h5\"]", GOOD_FIELDS, ""), HFEED_E_DATASET,
+                      "has sample shape (3, 3) in file", "but (3,) in file");
 }
 
 Test(errors, string_dataset_is_unsupported_type)

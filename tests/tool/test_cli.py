@@ -90,7 +90,7 @@ def main():
     expect(["help", "frobnicate"], 2, err_has=["frobnicate"])
 
     # --help of every command, directly and through `h5feed help <command>`.
-    for cmd in ("bench", "synth"):
+    for cmd in ("bench", "synth", "convert"):
         expect([cmd, "--help"], 0, out_has=[f"Usage: h5feed {cmd}"])
         expect(["help", cmd], 0, out_has=[f"Usage: h5feed {cmd}"])
 
@@ -138,9 +138,94 @@ def main():
             c.check(False, f"bench --json output ({e}): {out!r}")
         rc, out, _ = expect(["bench", "--json", good_path], 0, name="bench --json first")
 
-        # A missing config file is a file error (1), not a config error.
-        expect(["bench", os.path.join(tmp, "nope.json")], 1, err_has=["nope.json"],
+        # A config file that cannot be read is a usage error (2), naming the file and why; for
+        # every command that takes a CONFIG. A data file that cannot be read stays 1 (below).
+        big = os.path.join(tmp, "big.json")
+        with open(big, "w") as f:
+            f.write(" " * (16 * 1024 * 1024 + 1))
+        unreadable = config("unreadable.json", good)
+        os.chmod(unreadable, 0)
+        can_refuse = not os.access(unreadable, os.R_OK)  # root reads anything
+        cases = [(os.path.join(tmp, "nope.json"), "No such file or directory"),
+                 (tmp, "Is a directory"),
+                 (big, "larger than 16 MiB")]
+        if can_refuse:
+            cases.append((unreadable, "Permission denied"))
+        else:
+            print("SKIP: an unreadable config (running as root)")
+        for path, why in cases:
+            for cmd in (["bench"], ["convert"], ["inspect", "--config"]):
+                expect([*cmd, path], 2, err_has=[f'config file "{path}": {why}'],
+                       err_prefix=f"h5feed {cmd[0]}: ", name=f"{cmd[0]} {why}")
+        os.chmod(unreadable, 0o600)
+
+        # An empty or blank config file says so (not "malformed JSON"): 2.
+        for name, text in (("empty.json", ""), ("blank.json", " \n\t\n")):
+            path = config(name, text)
+            for cmd in (["bench"], ["convert"]):
+                expect([*cmd, path], 2, err_has=[f"{path}: config file is empty"],
+                       err_prefix=f"h5feed {cmd[0]}: ", name=f"{cmd[0]} {name}")
+
+        # A misspelt key: the nearest known key is suggested, in every object.
+        expect(["bench", config("typo.json", dict(good, bach_size=4))], 2,
+               err_has=['unknown key "bach_size" (top level); did you mean "batch_size"?'],
                err_prefix="h5feed bench: ")
+        typo_field = dict(good, fields=[{"name": "x", "dataset": "/x", "dtyp": "int64"}])
+        expect(["bench", config("typo_field.json", typo_field)], 2,
+               err_has=['fields[0]: unknown key "dtyp"; did you mean "dtype"?'],
+               err_prefix="h5feed bench: ")
+
+        # A dataset not found lists what the file has, with shapes and types: 1 (data).
+        feat = dict(good, fields=[{"name": "x", "dataset": "/feat"}])
+        expect(["bench", config("feat.json", feat)], 1,
+               err_has=[f'file "{h5}": dataset "/feat" not found; the file has: '
+                        "/x (10, 4) float64, /y (10,) int64"],
+               err_prefix="h5feed bench: ")
+
+        # Different sample shapes across files print both: 1.
+        wide = os.path.join(tmp, "wide.h5")
+        with h5py.File(wide, "w") as f:
+            f.create_dataset("x", data=np.zeros((3, 5), dtype="<f8"))
+            f.create_dataset("y", data=np.zeros(3, dtype="<i8"))
+        expect(["bench", config("shapes.json", dict(good, files=["a.h5", "wide.h5"]))], 1,
+               err_has=['field "x": dataset "/x" has sample shape (5,) in file',
+                        "but (4,) in file"],
+               err_prefix="h5feed bench: ")
+
+        # batch_size above the samples: a warning on stderr (without --verbose), and one batch.
+        rc, out, err = expect(["bench", config("huge_batch.json", dict(good, batch_size=100)),
+                               "--json"], 0,
+                              err_has=["h5feed: batch_size 100 is more than the 10 samples this "
+                                       "rank gets per epoch"])
+        c.check(rc == 0 and json.loads(out)["batches"] == 1, f"batch_size 100: {out}")
+
+        # "device": "auto" without a GPU: the CPU, said only with --verbose; "cuda" fails saying
+        # that no GPU or driver is present (or, built without CUDA, that it has no backend).
+        rc, _, _ = run("bench", config("cuda.json", dict(good, device="cuda")))
+        if rc == 0:
+            print("SKIP: device auto/cuda without a GPU (a GPU is present)")
+        else:
+            cuda_built = "cuda: yes" in run("--version")[1]
+            reason = ("no CUDA GPU or driver is present (cudaGetDeviceCount: " if cuda_built
+                      else "this build of h5feed has no CUDA backend")
+            expect(["bench", config("cuda.json", dict(good, device="cuda"))], 1,
+                   err_has=[f"device: cuda:0: {reason}"], err_prefix="h5feed bench: ")
+            auto = config("auto.json", dict(good, device="auto"))
+            for cmd in (["bench", auto], ["bench", auto, "--json"]):
+                rc, _, err = expect(cmd, 0, name=" ".join(cmd) + " (quiet)")
+                c.check(err == "", f"{' '.join(cmd)}: stderr is not empty: {err!r}")
+            rc, _, err = expect(["bench", auto, "--verbose"], 0,
+                                err_has=['h5feed: device "auto": no usable CUDA device, using '
+                                         "the CPU"])
+            c.check("insufficient" not in err or "no CUDA GPU or driver is present" in err,
+                    f"--verbose: CUDA's text without ours: {err}")
+            out_cfg = config("auto_convert.json", dict(good, device="auto",
+                                                      output={"path": "auto_out.h5"}))
+            rc, _, err = expect(["convert", out_cfg, "--quiet"], 0)
+            c.check(err == "", f"convert (quiet): stderr is not empty: {err!r}")
+            # (convert writes from host memory: its "auto" is the CPU without asking CUDA.)
+            expect(["convert", out_cfg, "--quiet", "--verbose"], 0,
+                   err_has=['h5feed: convert: wrote "'])
 
         # Bad configs: exit 2 and the message names the key.
         bad = [

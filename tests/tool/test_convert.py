@@ -280,7 +280,7 @@ def main():
         rc, _, err = run("convert", slow_path, "--bogus")
         c.check(rc == 2 and "--bogus" in err, f"bad option: {rc} {err!r}")
         rc, _, err = run("convert", os.path.join(tmp, "nope.json"))
-        c.check(rc == 1 and "nope.json" in err, f"missing config: {rc} {err!r}")
+        c.check(rc == 2 and "nope.json" in err, f"missing config: {rc} {err!r}")
         bad = [
             ("no_output.json", {k: v for k, v in slow.items() if k != "output"},
              "output: required by convert"),

@@ -218,7 +218,8 @@ def check_errors(c, expect, tmp, known):
         json.dump({"files": [known], "fields": [{"name": "x", "dataset": "/gz",
                                                  "dtype": "float32"}], "shuffel": "chunk"}, f)
     expect(["inspect", "--config", bad_key], 2, err_has=["shuffel"])
-    expect(["inspect", "--config", os.path.join(tmp, "none.json")], 1, err_has=["none.json"])
+    # A config file that cannot be read is a usage error (2), as in every command.
+    expect(["inspect", "--config", os.path.join(tmp, "none.json")], 2, err_has=["none.json"])
     no_field = os.path.join(tmp, "no_field.json")
     with open(no_field, "w") as f:
         json.dump({"files": [known], "fields": [{"name": "x", "dataset": "/absent",

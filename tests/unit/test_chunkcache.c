@@ -251,3 +251,50 @@ Test(chunkcache, horizon_fits_the_lag)
     cr_assert_eq(hfeed__chunkcache_horizon(31), 1u);
     cr_assert_eq(hfeed__chunkcache_horizon(32), 0u);
 }
+
+/* "cache_mb": "auto" for shuffle none and chunk: the chunks the workers use at once plus, for
+ * chunk shuffle, two windows of blocks; per field, in its own entry size, capped at its chunks.
+ * Each row states the arithmetic it expects. */
+Test(chunkcache, order_bytes_hold_the_workers_chunks_and_two_windows)
+{
+    static const struct {
+        struct hfeed__cache_need f[2];
+        size_t n;
+        unsigned workers;
+        uint64_t batch_rows;
+        unsigned window;
+        uint64_t block_rows;
+        uint64_t want;
+    } rows[] = {
+        /* The demo, none: 2 workers x span(256 rows of 256-row chunks) = 2 x 2 entries. */
+        {{{(size_t)2 << 20, 256, 1, 256}}, 1, 2, 256, 0, 256, 4 * ((uint64_t)2 << 20)},
+        /* The demo, chunk with window 4: 2 x 2 + 2 x 4 x 2 = 20 entries; labels as many of
+         * 2 KiB. */
+        {{{(size_t)2 << 20, 256, 1, 256}, {2048, 256, 1, 256}},
+         2,
+         2,
+         256,
+         4,
+         256,
+         20 * ((uint64_t)2 << 20) + 20 * 2048},
+        /* Capped at the field's chunks. */
+        {{{(size_t)2 << 20, 256, 1, 8}}, 1, 2, 256, 4, 256, 8 * ((uint64_t)2 << 20)},
+        /* Small chunks: a batch of 256 rows spans ceil(255 / 16) + 1 = 17 chunks of 16 rows. */
+        {{{1000, 16, 1, 1u << 20}}, 1, 1, 256, 0, 16, 17 * 1000},
+        /* One row: one chunk each. */
+        {{{1000, 16, 1, 1u << 20}}, 1, 3, 1, 0, 16, 3 * 1000},
+        /* A sample split over 4 chunks (chunks_across): 4 times the entries. */
+        {{{1000, 64, 4, 1u << 20}}, 1, 2, 64, 1, 64, 4 * (2 * 2 + 2 * 1 * 2) * 1000},
+        /* Window 8, blocks of 512 rows over chunks of 256: 2 x 8 x span(512) = 2 x 8 x 3. */
+        {{{1000, 256, 1, 1u << 20}}, 1, 4, 100, 8, 512, (4 * 2 + 2 * 8 * 3) * 1000},
+        /* A field that decodes nothing adds nothing. */
+        {{{0, 256, 1, 100}}, 1, 2, 256, 4, 256, 0},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const uint64_t got =
+            hfeed__chunkcache_order_bytes(rows[i].f, rows[i].n, rows[i].workers, rows[i].batch_rows,
+                                          rows[i].window, rows[i].block_rows);
+        cr_expect_eq(got, rows[i].want, "row %zu: %llu bytes, wanted %llu", i,
+                     (unsigned long long)got, (unsigned long long)rows[i].want);
+    }
+}

@@ -96,6 +96,13 @@ static void must_fail(const char *text, const char *needle)
     cr_assert_not_null(strstr(err.msg, needle), "message\n  %s\nlacks\n  %s", err.msg, needle);
 }
 
+/* Whether msg is exactly want, but for the " [file.c:line]" that debug builds append. */
+static int is_message(const char *msg, const char *want)
+{
+    const size_t n = strlen(want);
+    return strncmp(msg, want, n) == 0 && (msg[n] == '\0' || strncmp(msg + n, " [", 2) == 0);
+}
+
 /* Writes text to dir/name; returns the path in a static buffer. */
 static const char *write_file(const char *dir, const char *name, const char *text, size_t len)
 {
@@ -753,6 +760,89 @@ static const char *with_field(const char *field_extra)
     return buf;
 }
 
+/* A misspelt key names the known key it is nearest to (edit distance), in every object; a name
+ * far from every known key gets no guess. */
+Test(config, unknown_keys_suggest_the_nearest_known_key)
+{
+    static const struct {
+        const char *extra; /* added to MIN_KEYS at the top level */
+        const char *msg;   /* the whole message must equal this */
+    } rows[] = {
+        {"'bach_size': 32", "unknown key \"bach_size\" (top level); did you mean \"batch_size\"?"},
+        {"'Batch_size': 32",
+         "unknown key \"Batch_size\" (top level); did you mean \"batch_size\"?"},
+        {"'shufle': 'none'", "unknown key \"shufle\" (top level); did you mean \"shuffle\"?"},
+        {"'wokrers': 2", "unknown key \"wokrers\" (top level); did you mean \"workers\"?"},
+        {"'shuffle_windw': 2",
+         "unknown key \"shuffle_windw\" (top level); did you mean \"shuffle_window\"?"},
+        {"'cachemb': 2", "unknown key \"cachemb\" (top level); did you mean \"cache_mb\"?"},
+        {"'comment': 'hi'", "unknown key \"comment\" (top level)"},
+        {"'x': 1", "unknown key \"x\" (top level)"},
+        {"'shard': {'rnak': 0, 'world_size': 1}",
+         "shard: unknown key \"rnak\"; did you mean \"rank\"?"},
+        {"'shard': {'rank': 0, 'worldsize': 1}",
+         "shard: unknown key \"worldsize\"; did you mean \"world_size\"?"},
+        {"'output': {'path': 'o.h5', 'chunkrows': 8}",
+         "output: unknown key \"chunkrows\"; did you mean \"chunk_rows\"?"},
+        {"'output': {'path': 'o.h5', 'level': 8}", "output: unknown key \"level\""},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct hfeed__config *c = NULL;
+        struct hfeed__err err;
+        cr_assert_eq(parse(with(rows[i].extra), &c, &err), HFEED_E_CONFIG, "row %zu", i);
+        cr_expect(is_message(err.msg, rows[i].msg), "row %zu: %s", i, err.msg);
+    }
+    static const struct {
+        const char *field;
+        const char *msg;
+    } fields[] = {
+        {"'dtyp': 'float32'", "fields[0]: unknown key \"dtyp\"; did you mean \"dtype\"?"},
+        {"'datset': '/y'", "fields[0]: unknown key \"datset\"; did you mean \"dataset\"?"},
+        {"'normalise': 'standard'",
+         "fields[0]: unknown key \"normalise\"; did you mean \"normalize\"?"},
+        {"'Scale': 2", "fields[0]: unknown key \"Scale\"; did you mean \"scale\"?"},
+        {"'units': 'm'", "fields[0]: unknown key \"units\""},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        char text[512];
+        struct hfeed__config *c = NULL;
+        struct hfeed__err err;
+        snprintf(text, sizeof text,
+                 "{'files': ['a.h5'], 'fields': [{'name': 'x', 'dataset': '/x', %s}]}",
+                 fields[i].field);
+        cr_assert_eq(parse(text, &c, &err), HFEED_E_CONFIG, "field row %zu", i);
+        cr_expect(is_message(err.msg, fields[i].msg), "field row %zu: %s", i, err.msg);
+    }
+}
+
+/* Empty or blank text is "empty", not "malformed JSON at line 1". */
+Test(config, empty_text_and_files_say_empty)
+{
+    static const char *const blank[] = {
+        "", " ", "\n\n", " \t\r\n ", "\xEF\xBB\xBF", "\xEF\xBB\xBF \n"};
+    for (size_t i = 0; i < sizeof blank / sizeof blank[0]; i++) {
+        struct hfeed__config *c = NULL;
+        struct hfeed__err err = {HFEED_OK, ""};
+        cr_assert_eq(hfeed__config_parse(blank[i], NULL, NULL, &c, &err), HFEED_E_CONFIG, "row %zu",
+                     i);
+        cr_assert_null(c);
+        cr_expect(strncmp(err.msg, "config text is empty; a config is a JSON object", 47) == 0,
+                  "row %zu: %s", i, err.msg);
+    }
+    const char *dir = make_temp_dir();
+    for (size_t i = 0; i < sizeof blank / sizeof blank[0]; i++) {
+        struct hfeed__config *c = NULL;
+        struct hfeed__err err = {HFEED_OK, ""};
+        char want[1100];
+        const char *path = write_file(dir, "empty.json", blank[i], strlen(blank[i]));
+        snprintf(want, sizeof want, "%s: config file is empty; a config is a JSON object", path);
+        cr_assert_eq(hfeed__config_load(path, &c, &err), HFEED_E_CONFIG, "row %zu: %s", i, err.msg);
+        cr_assert_null(c);
+        cr_expect(strncmp(err.msg, want, strlen(want)) == 0, "row %zu: %s", i, err.msg);
+    }
+    remove_dir(dir);
+}
+
 Test(config, reads_transform_keys)
 {
     struct hfeed__config *c =
@@ -870,7 +960,7 @@ Test(config, malformed_json_reports_line_and_column)
     /* cJSON notices a trailing comma past the closing brace; the message points at the brace. */
     must_fail("{\n  'files': ['a.h5'],\n}\n", "malformed JSON at line 3, column 1, near \"}\"");
     must_fail("{'files': [1, 2}", "malformed JSON at line 1, column 16, near \"}\"");
-    must_fail("", "malformed JSON at line 1, column 1 (end of text)");
+    must_fail("{", "malformed JSON at line 1, column 2 (end of text)");
     must_fail("{\n  'files': ['a.h5'],\n", "malformed JSON at line 3, column 1 (end of text)");
 }
 
@@ -1016,9 +1106,7 @@ Test(config, load_reads_a_file_of_unknown_size)
     struct hfeed__config *c = NULL;
     struct hfeed__err err = {HFEED_OK, ""};
     cr_assert_eq(hfeed__config_load("/dev/null", &c, &err), HFEED_E_CONFIG, "%s", err.msg);
-    cr_assert_not_null(strstr(err.msg, "/dev/null: malformed JSON at line 1, column 1 (end of "
-                                       "text)"),
-                       "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "/dev/null: config file is empty"), "%s", err.msg);
 }
 
 Test(config, load_reports_a_directory)

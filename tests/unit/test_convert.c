@@ -470,6 +470,37 @@ Test(convert, int64_to_int32_out_of_range_reports_the_index)
         cr_assert_eq(out2[j], (int32_t)j - 500);
 }
 
+/* The value a range error names: every stored integer size, both orders, and floats. */
+Test(convert, value_text_names_the_stored_value)
+{
+    static const struct {
+        struct hfeed__type t;
+        unsigned char bytes[8];
+        const char *text;
+    } rows[] = {
+        {{HFEED__CLASS_INT, 8, false}, {0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0}, "2147483647"},
+        {{HFEED__CLASS_INT, 8, false}, {0, 0, 0, 0x80, 0, 0, 0, 0}, "2147483648"},
+        {{HFEED__CLASS_INT, 8, false},
+         {0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff},
+         "-2147483649"},
+        {{HFEED__CLASS_INT, 8, true}, {0x80, 0, 0, 0, 0, 0, 0, 0}, "-9223372036854775808"},
+        {{HFEED__CLASS_UINT, 8, false},
+         {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+         "18446744073709551615"},
+        {{HFEED__CLASS_UINT, 4, false}, {0, 0x5e, 0xd0, 0xb2}, "3000000000"},
+        {{HFEED__CLASS_UINT, 4, true}, {0xb2, 0xd0, 0x5e, 0}, "3000000000"},
+        {{HFEED__CLASS_INT, 2, true}, {0xff, 0xfe}, "-2"},
+        {{HFEED__CLASS_INT, 1, false}, {0x80}, "-128"},
+        {{HFEED__CLASS_FLOAT, 8, false}, {0, 0, 0, 0, 0, 0, 0xf8, 0x3f}, "1.5"},
+        {{HFEED__CLASS_FLOAT, 4, true}, {0xc0, 0x20, 0, 0}, "-2.5"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char buf[64];
+        cr_expect_str_eq(hfeed__conv_value_text(rows[i].t, rows[i].bytes, buf, sizeof buf),
+                         rows[i].text, "row %zu", i);
+    }
+}
+
 Test(convert, uint64_above_int64_max_is_out_of_range)
 {
     const struct hfeed__type u64 = {HFEED__CLASS_UINT, 8, false};
