@@ -142,7 +142,7 @@ static void sort_picks(struct worker *w, const struct hfeed__slot *slot)
 static hfeed_status convert_run(struct worker *w, const struct hfeed__field *f,
                                 const struct hfeed__source *s, const struct pick *p, size_t n,
                                 bool in_order, const unsigned char *src, unsigned char *dst,
-                                size_t *bad_row)
+                                size_t *bad_row, const unsigned char **bad_elem)
 {
     struct hfeed__conv_counts counts = {0, 0};
     hfeed_status st = HFEED_OK;
@@ -153,19 +153,27 @@ static hfeed_status convert_run(struct worker *w, const struct hfeed__field *f,
             hfeed__conv_run(&s->conv, src + g * rows_each * s->stored_row_bytes,
                             dst + p[g].pos * f->row_bytes, rows_each * f->row_elems, &counts, &bad);
         if (st != HFEED_OK) *bad_row = g * rows_each + bad / f->row_elems;
+        if (st != HFEED_OK)
+            *bad_elem = src + g * rows_each * s->stored_row_bytes + bad * s->info.type.size;
     }
     count(&w->local.nan, counts.nan);
     count(&w->local.overflow, counts.overflow);
     return st;
 }
 
+/* bad_elem: the stored element that did not fit (convert_run's). */
 static hfeed_status range_error(struct worker *w, const struct hfeed__field *f, size_t fi,
-                                uint64_t row, struct hfeed__err *err)
+                                uint64_t row, const unsigned char *bad_elem, struct hfeed__err *err)
 {
+    const struct hfeed__source *s = &f->sources[fi];
+    char value[48];
     return HFEED__FAIL(err, HFEED_E_RANGE,
-                       "field \"%s\": file \"%s\" dataset \"%s\" row %llu: a value does not fit %s",
+                       "field \"%s\": file \"%s\" dataset \"%s\" row %llu: the value %s does not "
+                       "fit %s",
                        f->name, hfeed__h5_file_path(w->reader->cat->files[fi]), f->dataset,
-                       (unsigned long long)row, hfeed_dtype_name(f->dtype));
+                       (unsigned long long)row,
+                       hfeed__conv_value_text(s->info.type, bad_elem, value, sizeof value),
+                       hfeed_dtype_name(f->dtype));
 }
 
 static bool positions_in_order(const struct pick *p, size_t n)
@@ -196,14 +204,15 @@ static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f
     const bool direct = in_order && s->conv.copy;
 
     size_t bad_row = 0;
+    const unsigned char *bad_elem = NULL;
     hfeed_status st = HFEED_OK;
     const uint64_t t0 = now_ns();
     /* Mapped: convert straight from the page cache; the convert time is the read time too. */
     const unsigned char *mapped = s->direct ? hfeed__chunkio_map_rows(s->direct, row, n) : NULL;
     if (mapped != NULL) {
-        st = convert_run(w, f, s, p, n, in_order, mapped, dst, &bad_row);
+        st = convert_run(w, f, s, p, n, in_order, mapped, dst, &bad_row, &bad_elem);
         count(&w->local.convert_ns, now_ns() - t0);
-        return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, err) : st;
+        return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, bad_elem, err) : st;
     }
     unsigned char *into = direct ? dst + p[0].pos * f->row_bytes : w->scratch;
     HFEED__CHECK(fetch_rows(w, s, row, n, into, err));
@@ -214,10 +223,10 @@ static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f
         hfeed__conv_count(&s->conv, into, n * f->row_elems, &counts);
         count(&w->local.nan, counts.nan);
     } else {
-        st = convert_run(w, f, s, p, n, in_order, w->scratch, dst, &bad_row);
+        st = convert_run(w, f, s, p, n, in_order, w->scratch, dst, &bad_row, &bad_elem);
     }
     count(&w->local.convert_ns, now_ns() - t1);
-    return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, err) : st;
+    return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, bad_elem, err) : st;
 }
 
 /* What decode_chunk needs: which chunk of which source, decoded with whose buffers. */
@@ -317,11 +326,14 @@ static hfeed_status read_chunks_run(struct worker *w, size_t k, size_t fi, uint6
         const uint64_t t0 = now_ns();
         const struct pick *p = &w->picks[pick + i];
         size_t bad_row = 0;
-        const hfeed_status st = convert_run(w, f, s, p, take, positions_in_order(p, take),
-                                            data + first * d->row_bytes, dst, &bad_row);
+        const unsigned char *bad_elem = NULL;
+        hfeed_status st = convert_run(w, f, s, p, take, positions_in_order(p, take),
+                                      data + first * d->row_bytes, dst, &bad_row, &bad_elem);
+        /* Named while the chunk is still held: released, it may be evicted. */
+        if (st != HFEED_OK) st = range_error(w, f, fi, row + i + bad_row, bad_elem, err);
         hfeed__chunkcache_release(cache, token, w->seq);
         count(&w->local.convert_ns, now_ns() - t0);
-        if (st != HFEED_OK) return range_error(w, f, fi, row + i + bad_row, err);
+        if (st != HFEED_OK) return st;
         i += take;
     }
     return HFEED_OK;

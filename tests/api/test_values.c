@@ -885,7 +885,8 @@ Test(values, int64_to_int32_out_of_range_fails_with_range)
         expect_range(fx_fmt("{\"files\": [\"range.h5\"], \"fields\": [%s], \"batch_size\": 10, "
                             "\"shuffle\": \"%s\", \"workers\": %u}",
                             fields_json(f, NF(f)), all_modes[m].shuffle, all_modes[m].workers),
-                     "/big_values", 57);
+                     "dataset \"/big_values\" row 57: the value 1099511627776 does not fit int32",
+                     57);
     }
 }
 
@@ -909,5 +910,5 @@ Test(values, uint32_above_int32_max_fails_with_range)
     expect_range(fx_fmt("{\"files\": [\"range32.h5\"], \"fields\": [%s], \"batch_size\": 4, "
                         "\"workers\": 2}",
                         fields_json(f, NF(f))),
-                 "/u32", 12);
+                 "dataset \"/u32\" row 12: the value 2147483648 does not fit int32", 12);
 }
