@@ -113,8 +113,8 @@ uint64_t hfeed__chunkcache_entries(size_t budget, double total, uint64_t chunks)
  * and again through the epoch, and with the foresight above each extra entry pays (on the
  * 1 GiB bench file, half the chunks cached gave 1.84x the samples/s of a quarter; see
  * docs/benchmarks.md). Other orders use a chunk in a few consecutive batches: the loader sizes
- * their cache with hfeed__chunkcache_order_bytes() instead (this function's answer for them,
- * the base, is what h5feed inspect's model still assumes). Pure. */
+ * their cache with hfeed__chunkcache_order_bytes() instead, and so does h5feed inspect's
+ * model. Pure. */
 #define HFEED__CACHE_AUTO_BASE_MB 256u
 uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double limit_bytes);
 
@@ -122,7 +122,8 @@ uint64_t hfeed__chunkcache_auto_mb(bool global_shuffle, double all_bytes, double
 struct hfeed__cache_need {
     size_t entry_bytes;     /* its largest decoded chunk (a cache entry) */
     uint64_t chunk_rows;    /* the fewest samples its chunks span along the sample axis, >= 1 */
-    uint64_t chunks_across; /* chunks that hold one row's sample (1: chunks hold whole samples) */
+    uint64_t chunks_across; /* entries one row needs (the loader and inspect: 1, an entry holds a
+                             * whole chunk row even when its chunks split samples) */
     uint64_t nchunks;       /* all its chunks: the most worth caching */
 };
 

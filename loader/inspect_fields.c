@@ -230,6 +230,34 @@ static hfeed_status field_warnings(hfeed_report *r, size_t k, const struct hfeed
     return HFEED_OK;
 }
 
+/* "cache_mb": "auto" under shuffle none and chunk, as the loader settles it (loader_open.c
+ * order_bytes): per field that decodes chunks, hfeed__chunkcache_order_bytes() over its
+ * sources; an entry holds a whole chunk row, its chunks placed together when they split the
+ * samples (chunkio.h). */
+static uint64_t order_bytes(const hfeed_report *r, const struct hfeed__cost_source *src,
+                            uint64_t batch_rows)
+{
+    const struct hfeed__config *cfg = r->cfg;
+    const unsigned window = cfg->shuffle == HFEED__SHUFFLE_CHUNK ? cfg->shuffle_window : 0;
+    uint64_t block = 0, bytes = 0;
+    for (size_t j = 0; j < r->ncfg; j++)
+        if (src[j].block_rows > block) block = src[j].block_rows;
+    for (size_t k = 0; k < cfg->nfields; k++) {
+        struct hfeed__cache_need need = {0, UINT64_MAX, 1, 0};
+        for (size_t j = 0; j < r->ncfg; j++) {
+            const struct hfeed__cost_source *s = &src[k * r->ncfg + j];
+            if (!s->filtered || !s->direct || s->group_rows == 0) continue;
+            const uint64_t g = hfeed__cost_group_bytes(s);
+            if (g > need.entry_bytes) need.entry_bytes = (size_t)g;
+            if (s->group_rows < need.chunk_rows) need.chunk_rows = s->group_rows;
+            need.nchunks += (s->rows + s->group_rows - 1) / s->group_rows;
+        }
+        if (need.nchunks == 0 || need.entry_bytes == 0) continue;
+        bytes += hfeed__chunkcache_order_bytes(&need, 1, cfg->workers, batch_rows, window, block);
+    }
+    return bytes;
+}
+
 hfeed_status hfeed__inspect_fields_finish(hfeed_report *r, struct hfeed__err *err)
 {
     const struct hfeed__config *cfg = r->cfg;
@@ -259,12 +287,14 @@ hfeed_status hfeed__inspect_fields_finish(hfeed_report *r, struct hfeed__err *er
                                          .nfiles = r->ncfg,
                                          .src = src};
     struct hfeed__cost_cache cache;
-    if (cfg->cache_auto) {
+    if (cfg->cache_auto && cfg->shuffle == HFEED__SHUFFLE_GLOBAL) {
         /* Settle "auto" as the loader does (loader_open.c), from what every chunk decodes to. */
         hfeed__cost_model(&p, cost, &cache);
-        p.cache_bytes = MIB * hfeed__chunkcache_auto_mb(cfg->shuffle == HFEED__SHUFFLE_GLOBAL,
-                                                        cache.bytes_all,
+        p.cache_bytes = MIB * hfeed__chunkcache_auto_mb(true, cache.bytes_all,
                                                         hfeed__chunkcache_auto_limit());
+    } else if (cfg->cache_auto) {
+        const uint64_t batch = cfg->batch_size < samples ? cfg->batch_size : samples;
+        p.cache_bytes = MIB * ((order_bytes(r, src, batch) + MIB - 1) / MIB);
     }
     r->info.cache_mb = p.cache_bytes / MIB;
     hfeed__cost_model(&p, cost, &cache);

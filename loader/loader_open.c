@@ -312,15 +312,13 @@ static uint64_t order_bytes(const struct hfeed_loader *l)
     uint64_t bytes = 0;
     for (size_t k = 0; k < c->nfields; k++) {
         const struct hfeed__field *f = &c->fields[k];
+        /* An entry holds a whole chunk row (max_chunk_bytes), its chunks placed together when
+         * they split the samples (chunkio.h): one entry per chunk row, chunks_across 1. */
         struct hfeed__cache_need need = {f->max_chunk_bytes, UINT64_MAX, 1, f->filtered_chunks};
         for (size_t fi = 0; fi < c->nfiles; fi++) {
             const struct hfeed__source *s = &f->sources[fi];
             if (s->direct == NULL || !hfeed__chunkio_filtered(s->direct)) continue;
-            uint64_t across = 1;
-            for (int d = 1; d < s->info.rank; d++)
-                across *= (s->info.dims[d] + s->info.chunk[d] - 1) / s->info.chunk[d];
             if (s->info.chunk[0] < need.chunk_rows) need.chunk_rows = s->info.chunk[0];
-            if (across > need.chunks_across) need.chunks_across = across;
         }
         if (need.nchunks == 0 || need.entry_bytes == 0) continue;
         bytes +=
