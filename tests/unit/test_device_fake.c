@@ -16,6 +16,7 @@
 #include "config.h"
 #include "device.h"
 #include "device_fake.h"
+#include "fixtures.h"
 #include "h5feed.h"
 #include "loader_impl.h"
 
@@ -24,27 +25,19 @@
 #define PREFETCH 3
 #define KERNEL_NS (30 * 1000000u) /* a kernel that reads a batch for 30 ms */
 
-static char dir[64], path[128];
-
+/* Every test reads d.h5 in the fixtures' temp folder (tests/support/fixtures.h). */
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/h5feed-devfake-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/d.h5", dir);
+    fx_setup();
     hfeed_synth_spec spec = {.rows = ROWS, .sample_ndim = 1, .sample_shape = {COLS},
                              .dtype = HFEED_DTYPE_FLOAT64, .chunk_rows = 64, .seed = 9,
                              .label_classes = 7};
     char err[HFEED_ERRBUF_SIZE];
-    cr_assert_eq(hfeed_synth_write(path, &spec, err, sizeof err), HFEED_OK, "%s", err);
+    cr_assert_eq(hfeed_synth_write(fx_path("d.h5"), &spec, err, sizeof err), HFEED_OK, "%s",
+                 err);
 }
 
-static void teardown(void)
-{
-    unlink(path);
-    rmdir(dir);
-}
-
-TestSuite(device_fake, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(device_fake, .init = setup, .fini = fx_teardown, .timeout = 60);
 
 /* A loader on the fake device, its device reporting into w (NULL: none). */
 static hfeed_loader *open_fake(struct hfeed__fake_world *w)
@@ -54,7 +47,7 @@ static hfeed_loader *open_fake(struct hfeed__fake_world *w)
              "{\"files\": [\"%s\"], \"fields\": [{\"name\": \"x\", \"dataset\": \"/features\"}],"
              " \"batch_size\": 32, \"workers\": 2, \"prefetch\": %d, \"epochs\": 2,"
              " \"shuffle\": \"none\", \"device\": \"fake\"}",
-             path, PREFETCH);
+             fx_path("d.h5"), PREFETCH);
     hfeed_loader *l = NULL;
     cr_assert_eq(hfeed_loader_open_json(json, NULL, NULL, NULL, &l, err, sizeof err), HFEED_OK,
                  "%s", err);
