@@ -448,17 +448,24 @@ static hfeed_status fake_fence(struct hfeed__device *d, unsigned event, void *st
     return st;
 }
 
-static hfeed_status fake_after_fence(struct hfeed__device *d, unsigned event,
-                                     struct hfeed__err *err)
+/* The fences recorded on event `event` so far, moved into an await op (event's list emptied). */
+static struct op take_fences(struct hfeed__device *d, unsigned event)
 {
-    (void)err;
-    landed(d);
     struct op o = {.kind = OP_AWAIT};
     pthread_mutex_lock(&d->mu);
     o.nfences = d->nfences[event];
     memcpy(o.fences, d->fences[event], o.nfences * sizeof *o.fences);
     d->nfences[event] = 0;
     pthread_mutex_unlock(&d->mu);
+    return o;
+}
+
+static hfeed_status fake_after_fence(struct hfeed__device *d, unsigned event,
+                                     struct hfeed__err *err)
+{
+    (void)err;
+    landed(d);
+    const struct op o = take_fences(d, event);
     if (o.nfences > 0) push(d, &o);
     return HFEED_OK;
 }
@@ -470,12 +477,7 @@ static void fake_wait_fences(struct hfeed__device *d)
     const bool entered = enter(d, &s, &ignored) == HFEED_OK;
     landed(d);
     for (unsigned e = 0; e < d->nevents; e++) {
-        struct op o = {.kind = OP_AWAIT};
-        pthread_mutex_lock(&d->mu);
-        o.nfences = d->nfences[e];
-        memcpy(o.fences, d->fences[e], o.nfences * sizeof *o.fences);
-        d->nfences[e] = 0;
-        pthread_mutex_unlock(&d->mu);
+        const struct op o = take_fences(d, e);
         run_await(&o);
     }
     if (entered) leave(d, &s);
