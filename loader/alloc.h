@@ -12,9 +12,11 @@
 void *hfeed__alloc(size_t size);
 void *hfeed__calloc(size_t count, size_t size);
 char *hfeed__strdup(const char *s);
-/* size bytes aligned to 64 (a cache line), not zeroed (large buffers: the pages are touched
- * only when used); 2 MiB or more: aligned to 2 MiB and advised MADV_HUGEPAGE (alloc.c says
- * why). Released with hfeed__free(). */
+/* size bytes aligned to 64 (a cache line), not zeroed but prefaulted: every page is present
+ * when this returns, so the hot path that later writes it takes no first-touch fault; 2 MiB or
+ * more: aligned to 2 MiB and advised MADV_HUGEPAGE first (alloc.c says why). For the buffers a
+ * loader allocates at open and reuses (slots, chunk caches, scratch), never per batch.
+ * Released with hfeed__free(). */
 void *hfeed__alloc_aligned(size_t size);
 /* free(); NULL is a no-op. */
 void hfeed__free(void *p);

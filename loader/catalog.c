@@ -346,8 +346,8 @@ static hfeed_status index_chunks(struct hfeed__direct *d, const struct hfeed__so
     return HFEED_OK;
 }
 
-/* Opens file fi for pread and, for the direct path, maps it read-only (once; a refused mapping
- * leaves pread). */
+/* Opens file fi for pread and, for the direct path, maps it read-only for residency probes only
+ * (chunkio.h; once; a refused mapping leaves the probes saying "cached"). */
 static int file_fd(struct hfeed__catalog *c, size_t fi, uint64_t file_size, bool map)
 {
     if (c->fds[fi] >= 0) return c->fds[fi];

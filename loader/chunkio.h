@@ -3,12 +3,12 @@
  * worker threads read in parallel. pread has no shared file position, so the workers share one
  * descriptor per file.
  *
- * Unfiltered bytes are also reachable through a read-only shared mapping of the file (mmap), so a
- * worker converts rows straight from the page cache into the batch slot: no read syscall and no
- * copy into a scratch buffer, which is what a shuffled read of small rows costs most. Every
- * address is checked against the file's size at open; a file truncated while the loader runs
- * (not at open) would raise SIGBUS on the mapping, as it would for any mmap reader, so do not
- * truncate files in use. Where mmap is refused, pread serves instead.
+ * Every address is checked against the file's size at open, and every read is a pread: a file
+ * truncated while the loader runs makes the next read of the lost bytes a clean HFEED_E_READ
+ * naming the file. The file is also mapped read-only, but only so that mincore() can tell
+ * whether a row is in the page cache (hfeed__chunkio_cached): nothing reads through the mapping,
+ * because the first touch of a mapping costs several times more on some machines than on others
+ * (reader.c PIECE_BYTES), and a mapping would turn truncation into SIGBUS.
  *
  * A direct source is one field in one file whose storage the path understands: contiguous, or
  * chunked in any shape, filtered at most with deflate, shuffle and fletcher32. Unwritten storage
@@ -77,12 +77,6 @@ void hfeed__chunkio_place_tile(const struct hfeed__direct *d, uint64_t j,
 hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t row, uint64_t n,
                                       unsigned char *dst, struct hfeed__err *err);
 
-/* Where stored rows [row, row + n) of an unfiltered source lie in the file's mapping, when they
- * are allocated, contiguous (one chunk, or contiguous layout) and the file is mapped; else NULL.
- * The bytes stay valid until the catalog closes its files. */
-const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
-                                             uint64_t n);
-
 /* Whether the page where row `row`'s stored bytes begin (its chunk's, when filtered) is in the
  * page cache (mincore); true when that cannot be known (not mapped, unallocated). One syscall:
  * a probe, not a promise (pages may come and go). */
@@ -96,7 +90,7 @@ void hfeed__chunkio_will_need(const struct hfeed__direct *d, uint64_t row, uint6
 
 /* The same for the whole file d is in (posix_fadvise WILLNEED, window by window: Linux reads
  * at most its readahead size per call): the kernel reads it in large sequential requests, in
- * the background. Advice only. */
+ * the background. Nothing when probes find at least half of the file cached. Advice only. */
 void hfeed__chunkio_will_need_file(const struct hfeed__direct *d);
 
 /* Reads the stored bytes of index entry c (a slab's only chunk, or one of its tiles) of a

@@ -4,7 +4,7 @@
  * The model follows how the loader reads (reader.c, chunkio.c, chunkcache.c, sampler.c); it is
  * restated in docs/inspect.md. Counts are expected values for the first epoch (empty cache).
  *
- *   - Unfiltered data (direct path, or H5Dread) is read row by row, from the file's mapping or
+ *   - Unfiltered data (direct path, or H5Dread) is read row by row, with pread or
  *     with H5Dread of just the rows: bytes read = bytes delivered, nothing decoded. Page and
  *     HDF5-chunk granularity is ignored (a warm page cache is assumed).
  *   - Filtered (compressed) chunks are decoded whole. A "chunk row" is the chunks that hold a

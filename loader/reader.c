@@ -30,7 +30,7 @@ struct worker {
     pthread_t thread;
     bool running;
     uint64_t seq;           /* the batch being filled (the chunk cache's foresight names it) */
-    unsigned char *scratch; /* batch_size rows of the widest stored sample */
+    unsigned char *scratch; /* scratch_bytes: a piece of stored rows on the way to convert */
     struct pick *picks;     /* batch_size */
     struct piece *deferred; /* nfields * batch_size: at most one piece per pick and field */
     size_t ndeferred;
@@ -50,6 +50,7 @@ struct hfeed__reader {
     const struct hfeed__catalog *cat;
     struct hfeed__ring *ring;
     size_t batch_size;
+    size_t scratch_bytes; /* PIECE_BYTES, at least the widest stored sample, at most a batch */
     unsigned nworkers;
     struct worker *workers;
     struct hfeed__fieldcache *caches; /* the fields' chunk caches; NULL: no field decodes */
@@ -193,40 +194,52 @@ static hfeed_status fetch_rows(struct worker *w, const struct hfeed__source *s, 
     return hfeed__h5_dset_read_rows(s->dset, row, n, into, err);
 }
 
+/* Stored bytes fetched per read on the way to a conversion: small enough that the piece is
+ * still in L2 when the conversion reads it back, large enough that the syscall is cheap beside
+ * it. Converting straight from a mapping of the file was the alternative: fastest where the
+ * first touch of a mapping is cheap, several times slower where it is not (a first pass at
+ * 0.9-1.8 GB/s against 9 GB/s for pread + convert, ../shared/limits/README.md). pread costs
+ * the same everywhere, and a file truncated under the loader becomes a clean error, not SIGBUS. */
+#define PIECE_BYTES ((size_t)256 << 10)
+
 /* Reads the n samples p[0..n) of field f, consecutive rows from `row` of file fi, into the slot:
- * straight into place when no conversion is needed, else through scratch and convert. */
+ * straight into place when no conversion is needed, else a piece at a time through scratch and
+ * convert. */
 static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f, size_t fi,
                                   uint64_t row, const struct pick *p, size_t n, unsigned char *dst,
                                   struct hfeed__err *err)
 {
     const struct hfeed__source *s = &f->sources[fi];
     const bool in_order = positions_in_order(p, n);
-    const bool direct = in_order && s->conv.copy;
-
-    size_t bad_row = 0;
-    const unsigned char *bad_elem = NULL;
-    hfeed_status st = HFEED_OK;
-    const uint64_t t0 = now_ns();
-    /* Mapped: convert straight from the page cache; the convert time is the read time too. */
-    const unsigned char *mapped = s->direct ? hfeed__chunkio_map_rows(s->direct, row, n) : NULL;
-    if (mapped != NULL) {
-        st = convert_run(w, f, s, p, n, in_order, mapped, dst, &bad_row, &bad_elem);
-        count(&w->local.convert_ns, now_ns() - t0);
-        return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, bad_elem, err) : st;
-    }
-    unsigned char *into = direct ? dst + p[0].pos * f->row_bytes : w->scratch;
-    HFEED__CHECK(fetch_rows(w, s, row, n, into, err));
-    const uint64_t t1 = now_ns();
-    count(&w->local.read_ns, t1 - t0);
-    if (direct) {
+    if (in_order && s->conv.copy) {
+        unsigned char *into = dst + p[0].pos * f->row_bytes;
+        const uint64_t t0 = now_ns();
+        HFEED__CHECK(fetch_rows(w, s, row, n, into, err));
+        const uint64_t t1 = now_ns();
         struct hfeed__conv_counts counts = {0, 0};
         hfeed__conv_count(&s->conv, into, n * f->row_elems, &counts);
         count(&w->local.nan, counts.nan);
-    } else {
-        st = convert_run(w, f, s, p, n, in_order, w->scratch, dst, &bad_row, &bad_elem);
+        count(&w->local.read_ns, t1 - t0);
+        count(&w->local.convert_ns, now_ns() - t1);
+        return HFEED_OK;
     }
-    count(&w->local.convert_ns, now_ns() - t1);
-    return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, bad_elem, err) : st;
+    const size_t per = w->reader->scratch_bytes / s->stored_row_bytes; /* >= 1: sized so */
+    for (size_t i = 0; i < n;) {
+        const size_t take = n - i < per ? n - i : per;
+        const uint64_t t0 = now_ns();
+        HFEED__CHECK(fetch_rows(w, s, row + i, take, w->scratch, err));
+        const uint64_t t1 = now_ns();
+        size_t bad_row = 0;
+        const unsigned char *bad_elem = NULL;
+        const hfeed_status st =
+            convert_run(w, f, s, p + i, take, in_order, w->scratch, dst, &bad_row, &bad_elem);
+        count(&w->local.read_ns, t1 - t0);
+        count(&w->local.convert_ns, now_ns() - t1);
+        if (st == HFEED_E_RANGE) return range_error(w, f, fi, row + i + bad_row, bad_elem, err);
+        HFEED__CHECK(st);
+        i += take;
+    }
+    return HFEED_OK;
 }
 
 /* What decode_chunk needs: which chunk of which source, decoded with whose buffers. */
@@ -364,7 +377,7 @@ static const struct hfeed__direct *from_file(struct worker *w, size_t k, size_t 
 }
 
 /* Data not in the page cache (a dataset larger than memory, a first epoch, a cold start): read
- * from the mapping or with pread, each row (or chunk) of a shuffled batch comes from the disk
+ * with pread, each row (or chunk) of a shuffled batch comes from the disk
  * alone, one round trip after another. So when any of a few rows spread over the batch is not
  * cached, the kernel is asked for all of the batch's rows of that field at once (posix_fadvise
  * WILLNEED; for compressed fields, every chunk the batch needs that the chunk cache lacks), and
@@ -513,6 +526,8 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
     size_t widest = 0;
     for (size_t k = 0; k < c->nfields; k++)
         if (c->fields[k].max_stored_row_bytes > widest) widest = c->fields[k].max_stored_row_bytes;
+    r->scratch_bytes = widest * batch_size < PIECE_BYTES ? widest * batch_size : PIECE_BYTES;
+    if (r->scratch_bytes < widest) r->scratch_bytes = widest;
     r->workers = hfeed__alloc_aligned(nworkers * sizeof *r->workers); /* 64: see struct worker */
     if (r->workers != NULL) memset(r->workers, 0, nworkers * sizeof *r->workers);
     if (r->workers != NULL) r->nworkers = nworkers;
@@ -520,11 +535,11 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
     for (unsigned i = 0; ok && i < nworkers; i++) {
         struct worker *w = &r->workers[i];
         w->reader = r;
-        w->scratch = hfeed__alloc_aligned(widest * batch_size);
+        w->scratch = hfeed__alloc_aligned(r->scratch_bytes);
         w->picks = hfeed__alloc(batch_size * sizeof *w->picks);
         w->deferred = hfeed__alloc(c->nfields * batch_size * sizeof *w->deferred);
         ok = w->scratch != NULL && w->picks != NULL && w->deferred != NULL;
-        r->memory += widest * batch_size +
+        r->memory += r->scratch_bytes +
                      batch_size * (sizeof *w->picks + c->nfields * sizeof *w->deferred);
         if (ok && c->max_chunk_bytes > 0) {
             w->raw = hfeed__alloc_aligned(c->max_stored_chunk);

@@ -6,8 +6,9 @@
  * sequential batch costs one read per field and file, and a shuffled one a read per sample.
  *
  * Three ways a run reaches the slot, chosen per source at open (catalog):
- *   - uncompressed, direct path: converted straight from the file's read-only mapping (chunkio)
- *     into the slot rows, one pass, no syscall; without a mapping, pread into scratch first;
+ *   - uncompressed, direct path: pread (chunkio) straight into the slot rows when no conversion
+ *     is needed; else a cache-sized piece at a time into the worker's scratch, converted from
+ *     there while it is still in L2 (reader.c PIECE_BYTES);
  *   - compressed, direct path: each chunk the run touches is taken decoded from the shared
  *     chunkcache (pread + codec by whichever worker needed it first, outside every lock) and
  *     its rows are converted from there into the slot. A chunk another worker is decoding is

@@ -549,6 +549,65 @@ Test(errors, truncated_file_fails_cleanly)
     }
 }
 
+/* A file truncated while a loader reads it: reads through a mapping would raise SIGBUS (the
+ * test process would die); pread sees the end of the file, and the loader fails with E_READ
+ * naming the file. Every batch delivered before that holds the values written. One worker and
+ * two slots, so that most reads happen after the truncation. */
+Test(errors, file_truncated_while_reading_fails_cleanly)
+{
+    static const fx_layout layouts[] = {FX_CONTIGUOUS, FX_CHUNKED, FX_CHUNKED};
+    static const int gzips[] = {0, 0, 1};
+    for (size_t li = 0; li < 3; li++) {
+        const fx_dataset x = {.path = "/x",
+                              .kind = FX_FLOAT64,
+                              .rows = 4096,
+                              .ndim = 1,
+                              .shape = {256},
+                              .layout = layouts[li],
+                              .chunk = {64, 256},
+                              .gzip = gzips[li]};
+        fx_write_file("shrinks.h5", &x, 1);
+        char err[HFEED_ERRBUF_SIZE];
+        hfeed_loader *l = NULL;
+        cr_assert_eq(fx_open("{\"files\": [\"shrinks.h5\"], \"fields\": [{\"name\": \"x\", "
+                             "\"dataset\": \"/x\", \"dtype\": \"float64\"}], \"batch_size\": "
+                             "64, \"workers\": 1, \"prefetch\": 2, \"cache_mb\": 1}",
+                             &l, err),
+                     HFEED_OK, "%s", err);
+        hfeed_batch *b = NULL;
+        cr_assert_eq(hfeed_loader_next(l, &b), HFEED_OK, "%s", hfeed_loader_errmsg(l));
+        hfeed_batch_release(b);
+        cr_assert_eq(truncate(fx_path("shrinks.h5"), 4096), 0); /* the superblock, no data */
+        hfeed_status st;
+        uint64_t delivered = 1;
+        while ((st = hfeed_loader_next(l, &b)) == HFEED_OK) {
+            hfeed_tensor t;
+            const uint64_t *idx;
+            cr_assert_eq(hfeed_batch_get_tensor(b, 0, &t), HFEED_OK);
+            cr_assert_eq(hfeed_batch_get_indices(b, &idx), HFEED_OK);
+            for (uint64_t r = 0; r < (uint64_t)t.shape[0]; r++) {
+                for (uint64_t e = 0; e < 256; e += 51) {
+                    double want, got;
+                    cr_assert_eq(fx_expect(&x, idx[r], e, HFEED_DTYPE_FLOAT64, &want),
+                                 FX_EXPECT_VALUE);
+                    memcpy(&got, (const unsigned char *)t.data + (r * 256 + e) * 8, 8);
+                    cr_assert_eq(got, want, "layout %zu row %llu elem %llu", li,
+                                 (unsigned long long)idx[r], (unsigned long long)e);
+                }
+            }
+            delivered++;
+            hfeed_batch_release(b);
+        }
+        cr_assert_eq(st, HFEED_E_READ, "layout %zu: expected E_READ after %llu batches, got %s: %s",
+                     li, (unsigned long long)delivered, hfeed_strerror((int)st),
+                     hfeed_loader_errmsg(l));
+        cr_assert_lt(delivered, 64, "layout %zu: every batch was delivered", li);
+        cr_assert_not_null(strstr(hfeed_loader_errmsg(l), "shrinks.h5"), "%s",
+                           hfeed_loader_errmsg(l));
+        cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
+    }
+}
+
 /* Replaces the one occurrence of `from` (n bytes) in file name by `to`; fails the test when the
  * bytes occur zero or several times (the patch would be ambiguous). */
 static void patch_once(const char *name, const void *from, const void *to, size_t n)
