@@ -82,7 +82,8 @@ void *hfeed__alloc_aligned(size_t size)
 {
     if (should_fail()) return NULL;
     void *p = NULL;
-    const size_t align = size >= HUGE_MIN ? HUGE_BYTES : 64;
+    /* Page-aligned from 64 KiB on, so that the kernel can populate the pages in one call. */
+    const size_t align = size >= HUGE_MIN ? HUGE_BYTES : size >= ((size_t)64 << 10) ? 4096 : 64;
     if (align == HUGE_BYTES) size = (size + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
     if (posix_memalign(&p, align, size > 0 ? size : 1) != 0) return NULL;
     if (align == HUGE_BYTES) (void)madvise(p, size, MADV_HUGEPAGE);

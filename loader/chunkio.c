@@ -148,6 +148,25 @@ hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t ro
     return HFEED_OK;
 }
 
+const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
+                                             uint64_t n)
+{
+    if (d->map == NULL || hfeed__chunkio_filtered(d)) return NULL;
+    if (!d->chunked)
+        return d->contiguous_addr == HFEED__CHUNK_UNALLOCATED
+                   ? NULL
+                   : d->map + d->contiguous_addr + row * d->row_bytes;
+    const uint64_t c = row / d->chunk_rows, first = row - c * d->chunk_rows;
+    if (first + n > d->chunk_rows || d->chunks[c].addr == HFEED__CHUNK_UNALLOCATED) return NULL;
+    return d->map + d->chunks[c].addr + first * d->row_bytes;
+}
+
+bool hfeed__chunkio_shrunk(const struct hfeed__direct *d)
+{
+    struct stat st;
+    return fstat(d->fd, &st) != 0 || (uint64_t)st.st_size < d->map_bytes;
+}
+
 /* Where the stored bytes of row `row` begin: its own offset (unfiltered), or its chunk's
  * (filtered: a chunk is stored and read whole); UINT64_MAX when unallocated. */
 static uint64_t stored_offset(const struct hfeed__direct *d, uint64_t row)

@@ -3,12 +3,13 @@
  * worker threads read in parallel. pread has no shared file position, so the workers share one
  * descriptor per file.
  *
- * Every address is checked against the file's size at open, and every read is a pread: a file
+ * Every address is checked against the file's size at open, and reads are preads: a file
  * truncated while the loader runs makes the next read of the lost bytes a clean HFEED_E_READ
- * naming the file. The file is also mapped read-only, but only so that mincore() can tell
- * whether a row is in the page cache (hfeed__chunkio_cached): nothing reads through the mapping,
- * because the first touch of a mapping costs several times more on some machines than on others
- * (reader.c PIECE_BYTES), and a mapping would turn truncation into SIGBUS.
+ * naming the file. The file is also mapped read-only, so that mincore() can tell whether a row
+ * is in the page cache (hfeed__chunkio_cached), and so that rows read one at a time can be
+ * converted straight from it where a probe at open finds that cheaper than pread on this
+ * machine (rowprobe.h). Runs of rows never are: the first touch of a mapping costs several
+ * times more on some machines than on others (reader.c PIECE_BYTES).
  *
  * A direct source is one field in one file whose storage the path understands: contiguous, or
  * chunked in any shape, filtered at most with deflate, shuffle and fletcher32. Unwritten storage
@@ -40,6 +41,7 @@ struct hfeed__direct {
     const char *dataset; /* for messages; borrowed */
     int fd;              /* borrowed: one per file, owned by the catalog */
     const unsigned char *map; /* borrowed: the whole file mapped read-only, or NULL */
+    uint64_t map_bytes;       /* the file's size when it was mapped */
     size_t elem_size;
     size_t row_bytes; /* stored bytes of one sample */
     uint64_t nrows;
@@ -76,6 +78,17 @@ void hfeed__chunkio_place_tile(const struct hfeed__direct *d, uint64_t j,
  * Returns: HFEED_OK or HFEED_E_READ naming file, dataset and offset (short read: truncated). */
 hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t row, uint64_t n,
                                       unsigned char *dst, struct hfeed__err *err);
+
+/* Where stored rows [row, row + n) of an unfiltered source lie in the file's mapping, when they
+ * are allocated, contiguous (one chunk, or contiguous layout) and the file is mapped; else NULL.
+ * Only for rows read one at a time, when the row probe chose the mapping (rowprobe.h); check
+ * hfeed__chunkio_shrunk() first, once a batch. */
+const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
+                                             uint64_t n);
+
+/* Whether d's file is shorter now than when it was mapped (truncated while the loader runs), or
+ * cannot be checked: one fstat. Reading a lost page through the mapping would raise SIGBUS. */
+bool hfeed__chunkio_shrunk(const struct hfeed__direct *d);
 
 /* Whether the page where row `row`'s stored bytes begin (its chunk's, when filtered) is in the
  * page cache (mincore); true when that cannot be known (not mapped, unallocated). One syscall:

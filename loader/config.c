@@ -62,6 +62,9 @@ static const struct hfeed__config_choice dtype_choices[] = {
 static const struct hfeed__config_choice remainder_choices[] = {{"pad", 1}, {"drop", 0}, {NULL, 0}};
 static const struct hfeed__config_choice read_path_choices[] = {
     {"auto", 1}, {"hdf5", 0}, {NULL, 0}};
+static const struct hfeed__config_choice read_rows_choices[] = {
+    {"auto", HFEED__ROWS_AUTO}, {"pread", HFEED__ROWS_PREAD}, {"mapping", HFEED__ROWS_MAP},
+    {NULL, 0}};
 static const struct hfeed__config_choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
                                                              {"cpu", HFEED__DEVICE_CPU},
                                                              {"cuda", HFEED__DEVICE_CUDA},
@@ -71,7 +74,8 @@ static const struct hfeed__config_choice device_choices[] = {{"auto", HFEED__DEV
 static const char *const top_keys[] = {
     "files",           "fields",    "batch_size", "drop_last", "shuffle", "seed",
     "shuffle_window",  "epochs",    "workers",    "prefetch",  "device",  "shard",
-    "shard_remainder", "read_path", "cache_mb",   "output",    "pinned",  NULL};
+    "shard_remainder", "read_path", "cache_mb",   "output",    "pinned",  "read_rows",
+    NULL};
 static const char *const field_keys[] = {"name",  "dataset", "dtype", "normalize",
                                          "scale", "offset",  NULL};
 static const char *const output_keys[] = {"path",       "chunk_rows", "compression",
@@ -275,6 +279,8 @@ static hfeed_status parse_scalars(const cJSON *root, struct hfeed__config *c,
     HFEED__CHECK(
         hfeed__config_get_enum(root, NULL, "shard_remainder", remainder_choices, &pad, err));
     HFEED__CHECK(hfeed__config_get_enum(root, NULL, "read_path", read_path_choices, &direct, err));
+    HFEED__CHECK(
+        hfeed__config_get_enum(root, NULL, "read_rows", read_rows_choices, &c->read_rows, err));
     HFEED__CHECK(get_cache_mb(root, c, err));
     c->direct = direct != 0;
     c->shuffle = (enum hfeed__shuffle)shuffle;

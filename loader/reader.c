@@ -11,6 +11,7 @@
 #include "chunkcache.h"
 #include "fieldcache.h"
 #include "codec.h"
+#include "rowprobe.h"
 
 /* A sample of the batch being filled: its global index and its row in the slot. */
 struct pick {
@@ -39,6 +40,8 @@ struct worker {
     unsigned char *tmp; /* one decoded chunk: the codec's scratch */
     unsigned char *own; /* one decoded chunk, when the cache has no free entry */
     unsigned char *tile; /* one decoded tile of a slab whose chunks split samples (chunkio.h) */
+    unsigned probe_every, probe_wait; /* ask_ahead probes one batch in probe_every */
+    const struct hfeed__direct *unshrunk; /* this batch: checked not truncated (mapped rows) */
     struct hfeed__reader_stats local; /* this batch's counts; only this worker touches them */
     /* Published once per batch, so the consumer can sum them while workers run; aligned so
      * that two workers' counters never share a cache line. */
@@ -51,6 +54,7 @@ struct hfeed__reader {
     struct hfeed__ring *ring;
     size_t batch_size;
     size_t scratch_bytes; /* PIECE_BYTES, at least the widest stored sample, at most a batch */
+    struct hfeed__rowprobe probe; /* rows read one at a time: pread or the mapping */
     unsigned nworkers;
     struct worker *workers;
     struct hfeed__fieldcache *caches; /* the fields' chunk caches; NULL: no field decodes */
@@ -202,6 +206,31 @@ static hfeed_status fetch_rows(struct worker *w, const struct hfeed__source *s, 
  * the same everywhere, and a file truncated under the loader becomes a clean error, not SIGBUS. */
 #define PIECE_BYTES ((size_t)256 << 10)
 
+/* Runs of at most this many stored bytes are read "one at a time": from the mapping when the
+ * row probe chose it (rowprobe.h), once the file is checked not to have shrunk this batch. */
+#define MAP_RUN_BYTES ((size_t)64 << 10)
+
+/* The bytes of the n rows from `row` of d in its mapping, when the probe chose the mapping for
+ * such runs; NULL: read them with pread. Fails (HFEED_E_READ) when the file has shrunk. */
+static hfeed_status mapped_rows(struct worker *w, const struct hfeed__direct *d, uint64_t row,
+                                size_t n, const unsigned char **out, struct hfeed__err *err)
+{
+    *out = NULL;
+    if (!w->reader->probe.use_map || d == NULL || n * d->row_bytes > MAP_RUN_BYTES) return HFEED_OK;
+    const unsigned char *at = hfeed__chunkio_map_rows(d, row, n);
+    if (at == NULL) return HFEED_OK;
+    if (w->unshrunk != d) {
+        if (hfeed__chunkio_shrunk(d))
+            return HFEED__FAIL(err, HFEED_E_READ,
+                               "file \"%s\" dataset \"%s\": the file is shorter than when the "
+                               "loader opened it (truncated while being read?)",
+                               d->path, d->dataset);
+        w->unshrunk = d;
+    }
+    *out = at;
+    return HFEED_OK;
+}
+
 /* Reads the n samples p[0..n) of field f, consecutive rows from `row` of file fi, into the slot:
  * straight into place when no conversion is needed, else a piece at a time through scratch and
  * convert. */
@@ -211,6 +240,17 @@ static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f
 {
     const struct hfeed__source *s = &f->sources[fi];
     const bool in_order = positions_in_order(p, n);
+    const unsigned char *mapped;
+    HFEED__CHECK(mapped_rows(w, s->direct, row, n, &mapped, err));
+    if (mapped != NULL) {
+        const uint64_t t0 = now_ns();
+        size_t bad_row = 0;
+        const unsigned char *bad_elem = NULL;
+        const hfeed_status st =
+            convert_run(w, f, s, p, n, in_order, mapped, dst, &bad_row, &bad_elem);
+        count(&w->local.convert_ns, now_ns() - t0); /* the read is in it: page faults */
+        return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, bad_elem, err) : st;
+    }
     if (in_order && s->conv.copy) {
         unsigned char *into = dst + p[0].pos * f->row_bytes;
         const uint64_t t0 = now_ns();
@@ -365,6 +405,11 @@ static size_t run_end(const struct worker *w, size_t i, size_t n, uint64_t file_
 /* Rows of a batch probed for residency before it is read (hfeed__chunkio_cached). */
 #define COLD_PROBES 4
 
+/* The probes cost a few mincore() calls a batch: 4-5 ms of a 100 ms one-epoch run over 1 GiB of
+ * cached rows. While they keep finding everything cached, a worker probes every 2nd, 4th, ...
+ * batch, up to every PROBE_EVERY_MAX-th; one cold probe makes it probe every batch again. */
+#define PROBE_EVERY_MAX 16
+
 /* Whether the bytes of row `row` of source (k, fi) must come from the file for this batch:
  * read directly, and not already decoded in the field's chunk cache. */
 static const struct hfeed__direct *from_file(struct worker *w, size_t k, size_t fi, uint64_t row)
@@ -389,6 +434,11 @@ static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
 {
     const struct hfeed__catalog *c = w->reader->cat;
     const size_t n = slot->samples, step = n > COLD_PROBES ? n / COLD_PROBES : 1;
+    if (w->probe_wait > 0) {
+        w->probe_wait--;
+        return;
+    }
+    bool any_cold = false;
     for (size_t k = 0; k < c->nfields; k++) {
         bool cold = false;
         for (size_t i = 0; i < n && !cold; i += step) {
@@ -398,6 +448,7 @@ static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
             cold = d != NULL && !hfeed__chunkio_cached(d, row);
         }
         if (cold) count(&w->local.read_ahead, 1);
+        any_cold = any_cold || cold;
         const struct hfeed__direct *last = NULL; /* compressed: ask for each chunk once */
         uint64_t last_chunk = 0;
         for (size_t i = 0; cold && i < n;) {
@@ -431,6 +482,9 @@ static void ask_ahead(struct worker *w, const struct hfeed__slot *slot)
                 hfeed__chunkio_will_need_file(d);
         }
     }
+    const unsigned doubled = w->probe_every > 0 ? 2 * w->probe_every : 2;
+    w->probe_every = any_cold ? 1 : doubled < PROBE_EVERY_MAX ? doubled : PROBE_EVERY_MAX;
+    w->probe_wait = w->probe_every - 1;
 }
 
 /* Reads every field of the slot's batch. */
@@ -441,6 +495,7 @@ static hfeed_status fill(struct worker *w, struct hfeed__slot *slot)
     ask_ahead(w, slot);
     w->ndeferred = 0;
     w->seq = slot->seq;
+    w->unshrunk = NULL;
     for (size_t k = 0; k < c->nfields; k++) {
         for (size_t i = 0; i < slot->samples;) {
             uint64_t row;
@@ -515,7 +570,8 @@ void hfeed__reader_forget(struct hfeed__reader *r)
 
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
                                   unsigned nworkers, size_t batch_size, size_t cache_budget,
-                                  struct hfeed__reader **out, struct hfeed__err *err)
+                                  int read_rows, struct hfeed__reader **out,
+                                  struct hfeed__err *err)
 {
     *out = NULL;
     struct hfeed__reader *r = hfeed__calloc(1, sizeof *r);
@@ -560,6 +616,11 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
         if (ok) r->memory += hfeed__fieldcache_memory(r->caches);
     }
     if (ok) ok = plan_whole_files(r);
+    r->probe.use_map = read_rows == HFEED__ROWS_MAP;
+    if (ok && read_rows == HFEED__ROWS_AUTO && hfeed__rowprobe_run(c, &r->probe, err) != HFEED_OK) {
+        hfeed__reader_destroy(r);
+        return HFEED_E_NOMEM;
+    }
     if (!ok) {
         hfeed__reader_destroy(r);
         return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory for %u workers", nworkers);
@@ -607,6 +668,11 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
         out->chunk_decodes += atomic_load_explicit(&w->decodes, memory_order_relaxed);
     }
     if (r->caches != NULL) hfeed__fieldcache_get_stats(r->caches, &out->cache_hits);
+}
+
+const struct hfeed__rowprobe *hfeed__reader_rowprobe(const struct hfeed__reader *r)
+{
+    return &r->probe;
 }
 
 size_t hfeed__reader_memory(const struct hfeed__reader *r)

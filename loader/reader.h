@@ -8,7 +8,9 @@
  * Three ways a run reaches the slot, chosen per source at open (catalog):
  *   - uncompressed, direct path: pread (chunkio) straight into the slot rows when no conversion
  *     is needed; else a cache-sized piece at a time into the worker's scratch, converted from
- *     there while it is still in L2 (reader.c PIECE_BYTES);
+ *     there while it is still in L2 (reader.c PIECE_BYTES). Rows read one at a time (global
+ *     shuffle) are converted straight from the file's mapping instead where the row probe at
+ *     create found that cheaper on this machine (rowprobe.h);
  *   - compressed, direct path: each chunk the run touches is taken decoded from the shared
  *     chunkcache (pread + codec by whichever worker needed it first, outside every lock) and
  *     its rows are converted from there into the slot. A chunk another worker is decoding is
@@ -35,6 +37,7 @@
 #include "catalog.h"
 #include "error.h"
 #include "prefetch.h"
+#include "rowprobe.h"
 
 struct hfeed__reader;
 
@@ -47,12 +50,14 @@ struct hfeed__reader_stats {
 };
 
 /* Allocates nworkers workers with their scratch buffers and codecs, and the decoded-chunk cache
- * of cache_budget bytes (when a source needs decoding); starts no thread.
+ * of cache_budget bytes (when a source needs decoding); starts no thread. read_rows (config.h
+ * HFEED__ROWS_*) says how rows read one at a time are read; AUTO runs the row probe.
  * Returns: HFEED_OK or HFEED_E_NOMEM. Ownership: the caller's; hfeed__reader_destroy(). The
  * catalog and ring must outlive the reader. */
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
                                   unsigned nworkers, size_t batch_size, size_t cache_budget,
-                                  struct hfeed__reader **out, struct hfeed__err *err);
+                                  int read_rows, struct hfeed__reader **out,
+                                  struct hfeed__err *err);
 
 /* Starts the worker threads. Returns: HFEED_OK or HFEED_E_THREAD (then none is running). */
 hfeed_status hfeed__reader_start(struct hfeed__reader *r, struct hfeed__err *err);
@@ -75,6 +80,9 @@ void hfeed__reader_forget(struct hfeed__reader *r);
 
 /* Sums the workers' counters. */
 void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader_stats *out);
+
+/* How rows read one at a time are read (rowprobe.h), decided at create. */
+const struct hfeed__rowprobe *hfeed__reader_rowprobe(const struct hfeed__reader *r);
 
 /* Bytes allocated for scratch buffers. */
 size_t hfeed__reader_memory(const struct hfeed__reader *r);

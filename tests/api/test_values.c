@@ -27,12 +27,13 @@ struct field {
 struct mode {
     unsigned workers;
     const char *shuffle;
+    const char *read_rows; /* rows read one at a time: "auto" picks by a probe (rowprobe.h) */
 };
 
+/* Global shuffle with each way of reading rows one at a time: the probe may pick either. */
 static const struct mode all_modes[] = {
-    {1, "none"},
-    {3, "global"},
-    {3, "chunk"},
+    {1, "none", "auto"},      {3, "global", "auto"}, {3, "global", "pread"},
+    {3, "global", "mapping"}, {3, "chunk", "auto"},
 };
 
 static hfeed_dtype dtype_of(const struct field *f)
@@ -184,9 +185,9 @@ static void check_run(const char *files_json, const struct field *f, size_t nf,
 {
     const char *json = fx_fmt("{\"files\": %s, \"fields\": [%s], \"batch_size\": %llu, "
                               "\"shuffle\": \"%s\", \"seed\": 11, \"workers\": %u, "
-                              "\"prefetch\": 3}",
+                              "\"prefetch\": 3, \"read_rows\": \"%s\"}",
                               files_json, fields_json(f, nf), (unsigned long long)ex->batch_size,
-                              m->shuffle, m->workers);
+                              m->shuffle, m->workers, m->read_rows);
     char err[HFEED_ERRBUF_SIZE];
     hfeed_loader *l = NULL;
     hfeed_status st = fx_open(json, &l, err);
