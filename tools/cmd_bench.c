@@ -14,7 +14,10 @@
  * For people (issue #5): a progress line on a terminal, the stage times and the share of next()
  * calls that found a batch ready, a warm or cold page cache (--cold), and a per-second series
  * written as CSV (--csv) or drawn as SVG (--plot). The reports and files are bench_report.c's;
- * this file parses the options, runs the loader and measures. */
+ * this file parses the options, runs the loader and measures.
+ *
+ * Issue #11: --roofline measures the machine's limits (hfeed_roofline_measure()) before the
+ * loader opens and before --cold evicts, and bench_roofline.c reports the run against them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
