@@ -142,22 +142,26 @@ hfeed_status hfeed_roofline_get_field(const hfeed_roofline *r, size_t i, hfeed_r
     return HFEED_OK;
 }
 
+/* names[i], or "invalid" past the n names: an enum's text for any value. */
+static const char *name_of(const char *const *names, size_t n, unsigned i)
+{
+    return i < n ? names[i] : "invalid";
+}
+
 const char *hfeed_roofline_path_name(hfeed_roofline_path path)
 {
-    static const char *const names[] = {"hdf5",         "seq pread",       "seq mapping",
-                                        "rand pread",   "rand mapping",    "decode pipeline",
+    static const char *const names[] = {"hdf5",       "seq pread",    "seq mapping",
+                                        "rand pread", "rand mapping", "decode pipeline",
                                         "mixed"};
-    const unsigned i = (unsigned)path;
-    return i < sizeof names / sizeof names[0] ? names[i] : "invalid";
+    return name_of(names, sizeof names / sizeof names[0], (unsigned)path);
 }
 
 const char *hfeed_bound_name(hfeed_bound bound)
 {
-    static const char *const names[] = {"unknown",         "machine",  "loader: read",
-                                        "loader: decode",  "loader: convert", "consumer",
+    static const char *const names[] = {"unknown",        "machine",         "loader: read",
+                                        "loader: decode", "loader: convert", "consumer",
                                         "loader: hand-off"};
-    const unsigned i = (unsigned)bound;
-    return i < sizeof names / sizeof names[0] ? names[i] : "invalid";
+    return name_of(names, sizeof names / sizeof names[0], (unsigned)bound);
 }
 
 /* ---- the verdict: pure arithmetic ---- */

@@ -16,12 +16,11 @@ once so) every field must be "hdf5" with no limit. Exits non-zero when any check
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from toolcheck import Checker, tool_from_argv  # noqa: E402  (the shared check counter)
+from toolcheck import Checker, tool_from_argv, tool_runner  # noqa: E402  (shared helpers)
 
 HDF5_ONLY = os.environ.get("HFEED_READ_PATH") == "hdf5"
 # hfeed_roofline_judge()'s thresholds (h5feed.h).
@@ -103,10 +102,7 @@ def main():
     tool = tool_from_argv()
     c = Checker()
 
-    def run(*args):
-        p = subprocess.run([tool, *args], capture_output=True, text=True, timeout=300)
-        return p.returncode, p.stdout, p.stderr
-
+    run = tool_runner(tool, timeout=300)
     with tempfile.TemporaryDirectory(prefix="h5feed_roofline_") as tmp:
         files = {"gz.h5": ["--gzip", "1", "--shuffle"], "plain.h5": []}
         for name, extra in files.items():
