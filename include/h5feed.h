@@ -577,6 +577,164 @@ HFEED_API hfeed_status hfeed_report_get_warning(const hfeed_report *r, size_t i,
  * values; never NULL; static. Threads: any. */
 HFEED_API const char *hfeed_shuffle_name(hfeed_shuffle_mode mode);
 
+/* ---- Roofline: what this machine allows each field, and how close a run comes (bench) ----
+ *
+ * hfeed_roofline_measure() measures, on a config's own files and with its worker count, what
+ * the machine allows each field's read path, with nothing of the loader's scheduling in it:
+ *   - uncompressed rows (contiguous, or chunked without filters): `workers` threads read rows
+ *     and convert them to the field's dtype into reused buffers, in batches of batch_size.
+ *     Shuffle "none" and "chunk" read sequential rows (each thread a contiguous share); "global"
+ *     reads random rows (each batch sorted, one read per row). Each way is measured twice: pread
+ *     into a reused buffer, and converting straight from a fresh read-only mapping of the file
+ *     (mapped again for each repetition, so its first touches count). The limit is the better.
+ *   - compressed chunks (deflate, shuffle, fletcher32; also chunks that split samples): each
+ *     thread reads, decodes and converts a contiguous share of the chunks, one at a time, with
+ *     reused buffers, using the loader's own decoder.
+ *   - fields read with H5Dread: no limit is measured.
+ * Transforms ("normalize", "scale", "offset") are not part of the limit. Each measurement runs
+ * for a time budget or one pass over at most 256 MiB of stored bytes, whichever ends first, and
+ * the median of 3 repetitions is kept. The files are read through the page cache, which the
+ * measurement warms: the limit is that of cached data.
+ *
+ * hfeed_roofline_judge() then relates a run (its samples/s and hfeed_stats) to the limits: it is
+ * pure arithmetic, documented there. */
+
+/* How a field is read when its limit is measured. Explicit numbers, append-only. */
+typedef enum {
+    HFEED_ROOFLINE_HDF5 = 0,       /* read with H5Dread: no limit measured */
+    HFEED_ROOFLINE_SEQ_PREAD = 1,  /* sequential rows, pread into a reused buffer */
+    HFEED_ROOFLINE_SEQ_MAP = 2,    /* sequential rows, converted from a mapping */
+    HFEED_ROOFLINE_RAND_PREAD = 3, /* random rows, one pread each */
+    HFEED_ROOFLINE_RAND_MAP = 4,   /* random rows, converted from a mapping */
+    HFEED_ROOFLINE_DECODE = 5,     /* chunks read, decoded and converted */
+    HFEED_ROOFLINE_MIXED = 6,      /* the field's files are read in different ways (some
+                                    * compressed, some not): no limit measured */
+} hfeed_roofline_path;
+
+/* The limit of one field. Plain data; layout frozen for major version 0. */
+typedef struct {
+    const char *name;         /* the field's name in the config */
+    hfeed_roofline_path path; /* the way that sets the limit (the better of pread and mapping) */
+    double limit;             /* samples/s this machine allows the field on its own; 0: none */
+    double pread_limit;       /* rows: samples/s by pread; decode: the limit; else 0 */
+    double map_limit;         /* rows: samples/s from a mapping; 0 otherwise, or when refused */
+    uint64_t samples;         /* samples read and converted by the repetition kept (pread or
+                               * decode way) */
+} hfeed_roofline_field;
+
+/* What a measurement used. Plain data; layout frozen for major version 0. */
+typedef struct {
+    size_t fields;
+    unsigned workers;           /* threads (the config's "workers") */
+    uint64_t batch_size;        /* rows per batch (the config's) */
+    hfeed_shuffle_mode shuffle; /* which rows: sequential, or random for "global" */
+    unsigned reps;              /* repetitions per way; the median is kept */
+    double budget_seconds;      /* the time budget of one repetition */
+    double seconds;             /* wall time of the whole measurement, opening included */
+} hfeed_roofline_info;
+
+typedef struct hfeed_roofline hfeed_roofline;
+
+/* Measures each field's limit for the config at config_path, as described above, on the
+ * calling thread plus `workers` threads per measurement, one field after another.
+ * budget_seconds: per repetition; 0 means the default, 0.3 s; at most 60.
+ * HFEED_READ_PATH=hdf5 in the environment makes every field "hdf5", as it does for a loader.
+ * log (may be NULL) hears, at HFEED_LOG_INFO, one line per field with its limit.
+ * Returns: HFEED_OK; HFEED_E_INVALID_ARG (NULL out, budget out of range); HFEED_E_CONFIG;
+ * HFEED_E_FILE, HFEED_E_DATASET, HFEED_E_TYPE (as hfeed_loader_open() for the same config);
+ * HFEED_E_READ (a read or decode failed; the message names file, dataset and chunk);
+ * HFEED_E_RANGE (a value does not fit the field's integer dtype); HFEED_E_THREAD;
+ * HFEED_E_NOMEM.
+ * Ownership: *out is the caller's; free it with hfeed_roofline_destroy(). errbuf (may be NULL)
+ * is written only on failure.
+ * Threads: any thread; it starts and joins its own threads. Run nothing else heavy meanwhile:
+ * the limit is what the machine gives this process. */
+HFEED_API hfeed_status hfeed_roofline_measure(const char *config_path, double budget_seconds,
+                                              hfeed_log_fn log, void *log_user,
+                                              hfeed_roofline **out, char *errbuf,
+                                              size_t errbuf_len);
+
+/* Frees a measurement and its strings; NULL is a no-op.
+ * Ownership: r and every pointer its getters returned are invalid after the call.
+ * Threads: not concurrently with other calls on r. */
+HFEED_API void hfeed_roofline_destroy(hfeed_roofline *r);
+
+/* Fills *out with what the measurement used.
+ * Returns: HFEED_OK or HFEED_E_INVALID_ARG (*out zeroed).
+ * Threads: any; a measurement is read-only after it is made. */
+HFEED_API hfeed_status hfeed_roofline_get_info(const hfeed_roofline *r, hfeed_roofline_info *out);
+
+/* Fills *out with field i's limit (config order).
+ * Returns: HFEED_OK or HFEED_E_INVALID_ARG (NULL, or i out of range; *out zeroed).
+ * Ownership: out->name is borrowed from r; valid until hfeed_roofline_destroy().
+ * Threads: any; a measurement is read-only after it is made. */
+HFEED_API hfeed_status hfeed_roofline_get_field(const hfeed_roofline *r, size_t i,
+                                                hfeed_roofline_field *out);
+
+/* Returns: "hdf5", "seq pread", "seq mapping", "rand pread", "rand mapping", "decode pipeline"
+ * or "mixed"; "invalid" for unknown values; never NULL; static. Threads: any. */
+HFEED_API const char *hfeed_roofline_path_name(hfeed_roofline_path path);
+
+/* What bounds a run, by hfeed_roofline_judge()'s rules. Explicit numbers, append-only. */
+typedef enum {
+    HFEED_BOUND_UNKNOWN = 0,  /* no limit measured, or no samples, or no time */
+    HFEED_BOUND_MACHINE = 1,  /* the run reached HFEED_ROOFLINE_MACHINE_SHARE of the limit */
+    HFEED_BOUND_READ = 2,     /* loader: busy workers, most of their time reading */
+    HFEED_BOUND_DECODE = 3,   /* loader: busy workers, most of their time decoding */
+    HFEED_BOUND_CONVERT = 4,  /* loader: busy workers, most of their time converting */
+    HFEED_BOUND_CONSUMER = 5, /* idle workers and a consumer that seldom waited: the consumer
+                               * (a training step, bench's digest) set the pace */
+    HFEED_BOUND_HANDOFF = 6,  /* loader: idle workers while the consumer waited: time lost
+                               * between the stages (scheduling, the batch ring, locks) */
+} hfeed_bound;
+
+/* The thresholds of hfeed_roofline_judge()'s rules. */
+#define HFEED_ROOFLINE_MACHINE_SHARE 0.8 /* share of the limit that counts as the machine's */
+#define HFEED_ROOFLINE_BUSY_SHARE 0.5    /* worker busy share below which workers count idle */
+#define HFEED_ROOFLINE_WAIT_SHARE 0.2    /* consumer wait share below which it seldom waited */
+
+/* A run judged against the limits. Plain data; layout frozen for major version 0. */
+typedef struct {
+    double limit;          /* combined samples/s: 1 / sum over fields of 1 / limit[k] */
+    double achieved;       /* the run's samples/s (the input) */
+    double share;          /* achieved / limit; 0 when limit is 0 */
+    size_t bounding_field; /* the field that takes the largest part of the limit's time;
+                            * (size_t)-1 when no field has a limit */
+    int partial;           /* some field has no limit (limit[k] <= 0): limit leaves it out,
+                            * so limit is too high and share a lower bound */
+    double worker_busy;    /* (read + decode + convert) / (workers x seconds) */
+    double consumer_wait;  /* wait / seconds */
+    hfeed_bound bound;
+} hfeed_roofline_verdict;
+
+/* Relates a run to the fields' limits, as pure arithmetic. The workers read the fields of a
+ * sample one after another, so the times per sample add: field k takes t_k = 1 / limit[k] s per
+ * sample at its limit, the combined limit is L = 1 / sum(t_k), and the run's share of it is
+ * achieved / L. Fields with limit[k] <= 0 (not measured) are left out (verdict.partial).
+ * Per field (arrays of nfields, each may be NULL): time_share[k] = t_k / sum(t), its part of
+ * the limit's time per sample; field_share[k] = achieved / limit[k], the run's share of that
+ * field's own limit (their sum is the overall share; 0 for a field without a limit).
+ * The bound, first rule that applies:
+ *   1. UNKNOWN  when no field has a limit, or achieved <= 0, or seconds <= 0;
+ *   2. MACHINE  when share >= HFEED_ROOFLINE_MACHINE_SHARE;
+ *   3. with busy = (stats->read_ns + decode_ns + convert_ns) / (workers * seconds) and
+ *      wait = stats->wait_ns / seconds: when busy < HFEED_ROOFLINE_BUSY_SHARE, CONSUMER if
+ *      wait < HFEED_ROOFLINE_WAIT_SHARE, else HANDOFF;
+ *   4. else the worker stage with the most time: READ, DECODE or CONVERT (ties: in that order).
+ * achieved: the run's samples/s; seconds: its wall time; workers: the loader's worker count
+ * (0 counts as 1); stats: the run's counters (NULL reads as zeros).
+ * Returns: HFEED_OK, or HFEED_E_INVALID_ARG (NULL out, or NULL limit with nfields > 0).
+ * Threads: any; touches only its arguments. */
+HFEED_API hfeed_status hfeed_roofline_judge(const double *limit, size_t nfields, double achieved,
+                                            double seconds, unsigned workers,
+                                            const hfeed_stats *stats, double *time_share,
+                                            double *field_share, hfeed_roofline_verdict *out);
+
+/* Returns: "unknown", "machine", "loader: read", "loader: decode", "loader: convert",
+ * "consumer" or "loader: hand-off"; "invalid" for unknown values; never NULL; static.
+ * Threads: any. */
+HFEED_API const char *hfeed_bound_name(hfeed_bound bound);
+
 /* Returns: a static description of any status code; never NULL, also for unknown numbers. */
 HFEED_API const char *hfeed_strerror(int status);
 

@@ -282,9 +282,8 @@ static void fill_info(struct hfeed_loader *l)
     in->hdf5_threadsafe = hfeed__h5_threadsafe();
 }
 
-/* HFEED_READ_PATH=hdf5 forces every read through H5Dread for a whole run (to compare the two
- * paths, or to rule the direct one out); it is read here, once per open, and logged. */
-static void apply_env(struct hfeed__config *cfg, const struct hfeed__logger *log)
+/* HFEED_READ_PATH (loader.h): read here, once per open, and logged. */
+void hfeed__loader_apply_env(struct hfeed__config *cfg, const struct hfeed__logger *log)
 {
     const char *v = getenv("HFEED_READ_PATH");
     if (v == NULL || v[0] == '\0') return;
@@ -398,7 +397,7 @@ hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct h
     }
     l->cfg = cfg;
     atomic_init(&l->refs, 1u);
-    apply_env(cfg, log);
+    hfeed__loader_apply_env(cfg, log);
     hfeed_status st = open_device(l, log, err);
     if (st == HFEED_OK) st = hfeed__catalog_open(cfg, log, &l->cat, err);
     if (st == HFEED_OK) st = hfeed__transform_open(cfg, l->cat, log, &l->xf, err);

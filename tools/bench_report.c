@@ -2,6 +2,7 @@
  * CSV and SVG files for `h5feed bench` (see bench_report.h). The SVG is written with fprintf:
  * no plotting library. */
 #include "bench_report.h"
+#include "bench_roofline.h"
 #include "progress.h"
 
 #include "cmd.h"
@@ -162,8 +163,10 @@ void bench_print_json(const char *config, const struct bench_run *run)
     printf(", \"upload_span_seconds\": %.6f", (double)s->upload_span_ns * 1e-9);
     printf(", \"compute_ms\": %.3f, \"starved_share\": %.6f", run->compute_ms,
            starved_share(run));
-    printf(", \"ready_share\": %.6f, \"warm\": %s}\n", ready_share(run),
+    printf(", \"ready_share\": %.6f, \"warm\": %s", ready_share(run),
            run->warm ? "true" : "false");
+    bench_roofline_print_json(run);
+    printf("}\n");
 }
 
 void bench_print_text(const char *config, const struct bench_run *run)
@@ -224,6 +227,7 @@ void bench_print_text(const char *config, const struct bench_run *run)
            " reads through H5Dread, %" PRIu64 " batch fields read ahead (not cached)\n",
            s->chunk_decodes, s->cache_hits, s->fallback_reads, s->read_ahead);
     printf("  digest      %s\n", digest);
+    bench_roofline_print_text(run);
     printf("%" PRIu64 " samples in %" PRIu64 " batches in %.3f s: %.0f samples/s, %.3f GB/s, "
            "digest %s\n",
            run->samples, run->batches, run->seconds, sps, gbps, digest);

@@ -57,6 +57,7 @@ struct bench_run {
     struct bench_series series; /* cumulative counts, a point a second */
     hfeed_loader_info info;
     hfeed_stats stats;
+    hfeed_roofline *roofline; /* --roofline: the limits measured before the run, or NULL */
 };
 
 /* Prints the run as exactly one JSON object on stdout (keys: README.md, "The tool"). */

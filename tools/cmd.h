@@ -22,8 +22,9 @@
 typedef int (*hfeed_cmd_fn)(int argc, char **argv);
 
 /* `h5feed bench CONFIG [--json] [--verbose] [--no-digest] [--csv F] [--plot F.svg]
- * [--cold FILE...]`:
- * runs a loader over every configured epoch and reports. */
+ * [--compute-ms N] [--roofline] [--cold FILE...]`:
+ * runs a loader over every configured epoch and reports; with --roofline, first measures what
+ * the machine allows each field and reports the run's share of it and what bounds it. */
 int hfeed_cmd_bench(int argc, char **argv);
 
 /* `h5feed convert CONFIG [--quiet] [--verbose]`: writes the config's pipeline output with

@@ -14,7 +14,10 @@
  * For people (issue #5): a progress line on a terminal, the stage times and the share of next()
  * calls that found a batch ready, a warm or cold page cache (--cold), and a per-second series
  * written as CSV (--csv) or drawn as SVG (--plot). The reports and files are bench_report.c's;
- * this file parses the options, runs the loader and measures. */
+ * this file parses the options, runs the loader and measures.
+ *
+ * Issue #11: --roofline measures the machine's limits (hfeed_roofline_measure()) before the
+ * loader opens and before --cold evicts, and bench_roofline.c reports the run against them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -40,7 +43,8 @@ static void print_help(FILE *out)
     fprintf(
         out,
         "Usage: h5feed bench CONFIG [--json] [--verbose] [--no-digest] [--csv FILE]\n"
-        "                    [--plot FILE.svg] [--compute-ms N] [--cold DATAFILE...]\n"
+        "                    [--plot FILE.svg] [--compute-ms N] [--roofline]\n"
+        "                    [--cold DATAFILE...]\n"
         "\n"
         "Opens a loader from the JSON config CONFIG (see configs/README.md), takes every batch\n"
         "of every configured epoch, and reports samples, batches, wall seconds from open to\n"
@@ -75,6 +79,18 @@ static void print_help(FILE *out)
         "  --compute-ms N  emulate a training step: hold each batch N ms (a sleep, no CPU\n"
         "                  used) before releasing it, as DLIO does; the report's starved\n"
         "                  share is then the time the step waited for data, 1 - DLIO's AU\n"
+        "  --roofline      before the run, measure what this machine allows each field on\n"
+        "                  the config's files with its workers and batch size (rows by pread\n"
+        "                  and from a mapping, sequential, or random for shuffle \"global\";\n"
+        "                  compressed chunks read, decoded and converted; fields read with\n"
+        "                  H5Dread: no limit); then report per field its limit in samples/s,\n"
+        "                  its part of the limit's time per sample and the run's share of\n"
+        "                  it; the combined limit 1 / sum(1 / limit), the run's share of it,\n"
+        "                  and what bounds the run: \"machine\" (share >= 0.8), \"loader:\n"
+        "                  read|decode|convert\" (busy workers, their largest stage),\n"
+        "                  \"consumer\" (idle workers, consumer seldom waited) or \"loader:\n"
+        "                  hand-off\" (idle workers, waiting consumer). It reads the files\n"
+        "                  (warming the page cache) before --cold evicts them\n"
         "  --help          show this help\n"
         "\n"
         "Exit status: 0 success, 1 data or runtime failure, 2 usage or config error.\n");
@@ -367,6 +383,19 @@ done:
     return st;
 }
 
+/* --roofline: measures the config's limits into run->roofline (the caller destroys it), before
+ * the loader opens, so that the run finds the page cache as --cold or the measurement left it.
+ * Returns: HFEED_OK, or an error with a message in msg. */
+static hfeed_status measure_roofline(const char *config, struct bench_run *run, char *msg,
+                                     size_t msg_len)
+{
+    hfeed_roofline *r = NULL;
+    const hfeed_status st =
+        hfeed_roofline_measure(config, 0.0, hfeed_cmd_log, &run->verbose, &r, msg, msg_len);
+    run->roofline = r;
+    return st;
+}
+
 /* Writes the --csv and --plot files. Returns: 0, or -1 with a message. */
 static int write_files(const char *config, const struct bench_run *run, const char *csv,
                        const char *plot, char *msg, size_t msg_len)
@@ -402,6 +431,7 @@ int hfeed_cmd_bench(int argc, char **argv)
     int no_digest = 0;
     int verbose = 0;
     int cold = 0;
+    int roofline = 0;
     double compute_ms = 0.0;
     const char **cold_files = calloc((size_t)argc, sizeof *cold_files); /* the DATAFILEs */
     int cold_count = 0;
@@ -450,6 +480,8 @@ int hfeed_cmd_bench(int argc, char **argv)
             no_digest = 1;
         } else if (strcmp(arg, "--cold") == 0) {
             cold = 1;
+        } else if (strcmp(arg, "--roofline") == 0) {
+            roofline = 1;
         } else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "h5feed " CMD ": unknown option '%s' (see h5feed bench --help)\n", arg);
             goto out;
@@ -485,10 +517,18 @@ int hfeed_cmd_bench(int argc, char **argv)
     run.verbose = verbose;
     char msg[HFEED_ERRBUF_SIZE];
     msg[0] = '\0';
+    if (roofline) {
+        const hfeed_status rst = measure_roofline(config, &run, msg, sizeof msg);
+        if (rst != HFEED_OK) {
+            fprintf(stderr, "h5feed " CMD ": %s: --roofline: %s\n", hfeed_strerror((int)rst), msg);
+            rc = hfeed_cmd_open_exit_code(rst, config);
+            goto done;
+        }
+    }
     if (cold && evict_files(cold_files, cold_count, msg, sizeof msg) != 0) {
         fprintf(stderr, "h5feed " CMD ": %s: %s\n", hfeed_strerror(HFEED_E_FILE), msg);
         rc = HFEED_EXIT_FAILURE;
-        goto out;
+        goto done;
     }
     const hfeed_status st = run_loader(config, &run, msg, sizeof msg);
     if (st != HFEED_OK) {
@@ -508,7 +548,9 @@ int hfeed_cmd_bench(int argc, char **argv)
         }
         rc = fflush(stdout) == 0 ? HFEED_EXIT_OK : HFEED_EXIT_FAILURE;
     }
+done:
     bench_series_free(&run.series);
+    hfeed_roofline_destroy(run.roofline);
 out:
     free(cold_files);
     return rc;

@@ -4,6 +4,7 @@ Each script runs as `/usr/bin/python3 test_X.py /path/to/h5feed` (tests/CMakeLis
 exits non-zero when any check failed. This file is not a test itself (no test_ prefix)."""
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -23,6 +24,15 @@ def tool_from_argv():
         print(f"usage: {sys.argv[0]} /path/to/h5feed", file=sys.stderr)
         sys.exit(2)
     return os.path.abspath(sys.argv[1])
+
+
+def tool_runner(tool, timeout=120):
+    """A function that runs the tool with the arguments it is given and returns its
+    (exit code, stdout, stderr); a run past `timeout` seconds raises."""
+    def run(*args):
+        p = subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+    return run
 
 
 class Checker:
