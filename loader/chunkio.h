@@ -7,9 +7,9 @@
  * truncated while the loader runs makes the next read of the lost bytes a clean HFEED_E_READ
  * naming the file. The file is also mapped read-only, so that mincore() can tell whether a row
  * is in the page cache (hfeed__chunkio_cached), and so that rows read one at a time can be
- * converted straight from it where a probe at open finds that cheaper than pread on this
- * machine (rowprobe.h). Runs of rows never are: the first touch of a mapping costs several
- * times more on some machines than on others (reader.c PIECE_BYTES).
+ * converted straight from it when the config asks ("read_rows": "mapping", reader.c
+ * MAP_RUN_BYTES). Runs of rows never are: the first touch of a mapping costs several times more
+ * on some machines than on others (reader.c PIECE_BYTES).
  *
  * A direct source is one field in one file whose storage the path understands: contiguous, or
  * chunked in any shape, filtered at most with deflate, shuffle and fletcher32. Unwritten storage
@@ -81,7 +81,7 @@ hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t ro
 
 /* Where stored rows [row, row + n) of an unfiltered source lie in the file's mapping, when they
  * are allocated, contiguous (one chunk, or contiguous layout) and the file is mapped; else NULL.
- * Only for rows read one at a time, when the row probe chose the mapping (rowprobe.h); check
+ * Only for rows read one at a time, with "read_rows": "mapping" (reader.c); check
  * hfeed__chunkio_shrunk() first, once a batch. */
 const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
                                              uint64_t n);

@@ -375,18 +375,6 @@ static void plan_cache(struct hfeed_loader *l, const struct hfeed__logger *log)
 }
 
 /* Builds a loader from a parsed config (which it takes over, also on failure). */
-/* Says which way the reader's probe chose for rows read one at a time, and why (rowprobe.h). */
-static void log_row_probe(const struct hfeed_loader *l, const struct hfeed__logger *log)
-{
-    const struct hfeed__rowprobe *p = hfeed__reader_rowprobe(l->reader);
-    if (!p->probed) return;
-    hfeed__log(log, HFEED_LOG_INFO,
-               "rows read one at a time come from %s: a probe of field \"%s\" in \"%s\" took "
-               "%.0f ns a row with pread, %.0f ns from the file's mapping",
-               p->use_map ? "the file's mapping" : "pread", l->cat->fields[p->field].name,
-               hfeed__h5_file_path(l->cat->files[p->file]), p->pread_ns, p->map_ns);
-}
-
 hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct hfeed__logger *log,
                                        hfeed_loader **out, struct hfeed__err *err)
 {
@@ -412,7 +400,6 @@ hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct h
         st = hfeed__reader_create(l->cat, l->ring, cfg->workers, l->slot_rows,
                                   (size_t)(cfg->cache_mb << 20), cfg->read_rows, &l->reader,
                                   err);
-        if (st == HFEED_OK) log_row_probe(l, log);
     }
     if (st == HFEED_OK) {
         fill_info(l);

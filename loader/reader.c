@@ -11,7 +11,6 @@
 #include "chunkcache.h"
 #include "fieldcache.h"
 #include "codec.h"
-#include "rowprobe.h"
 
 /* A sample of the batch being filled: its global index and its row in the slot. */
 struct pick {
@@ -54,7 +53,7 @@ struct hfeed__reader {
     struct hfeed__ring *ring;
     size_t batch_size;
     size_t scratch_bytes; /* PIECE_BYTES, at least the widest stored sample, at most a batch */
-    struct hfeed__rowprobe probe; /* rows read one at a time: pread or the mapping */
+    bool rows_from_map; /* "read_rows": "mapping" (config.h) */
     unsigned nworkers;
     struct worker *workers;
     struct hfeed__fieldcache *caches; /* the fields' chunk caches; NULL: no field decodes */
@@ -207,16 +206,23 @@ static hfeed_status fetch_rows(struct worker *w, const struct hfeed__source *s, 
 #define PIECE_BYTES ((size_t)256 << 10)
 
 /* Runs of at most this many stored bytes are read "one at a time": from the mapping when the
- * row probe chose it (rowprobe.h), once the file is checked not to have shrunk this batch. */
+ * config says "read_rows": "mapping", once the file is checked not to have shrunk this batch.
+ * Not by default, nor chosen by a probe: which way is faster for random rows changes with the
+ * page cache's state, not only between machines. On this project's machine a fresh mapping
+ * converted random 8 KiB rows at 1.4x pread's rate in one hour and 0.25x in the next
+ * (../shared/limits/limit_paths.c rand_mmap / rand_pread), and a probe of a few 512 KiB windows
+ * at open said 0.42x pread's cost per row while the epoch ran at 1.45x: a small window keeps its
+ * page tables and TLB entries hot, an epoch over 1 GiB does not. `h5feed bench --roofline`
+ * measures both ways on the config's own files and says when the mapping is faster. */
 #define MAP_RUN_BYTES ((size_t)64 << 10)
 
-/* The bytes of the n rows from `row` of d in its mapping, when the probe chose the mapping for
+/* The bytes of the n rows from `row` of d in its mapping, when the config chose the mapping for
  * such runs; NULL: read them with pread. Fails (HFEED_E_READ) when the file has shrunk. */
 static hfeed_status mapped_rows(struct worker *w, const struct hfeed__direct *d, uint64_t row,
                                 size_t n, const unsigned char **out, struct hfeed__err *err)
 {
     *out = NULL;
-    if (!w->reader->probe.use_map || d == NULL || n * d->row_bytes > MAP_RUN_BYTES) return HFEED_OK;
+    if (!w->reader->rows_from_map || d == NULL || n * d->row_bytes > MAP_RUN_BYTES) return HFEED_OK;
     const unsigned char *at = hfeed__chunkio_map_rows(d, row, n);
     if (at == NULL) return HFEED_OK;
     if (w->unshrunk != d) {
@@ -616,11 +622,7 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
         if (ok) r->memory += hfeed__fieldcache_memory(r->caches);
     }
     if (ok) ok = plan_whole_files(r);
-    r->probe.use_map = read_rows == HFEED__ROWS_MAP;
-    if (ok && read_rows == HFEED__ROWS_AUTO && hfeed__rowprobe_run(c, &r->probe, err) != HFEED_OK) {
-        hfeed__reader_destroy(r);
-        return HFEED_E_NOMEM;
-    }
+    r->rows_from_map = read_rows == HFEED__ROWS_MAP;
     if (!ok) {
         hfeed__reader_destroy(r);
         return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory for %u workers", nworkers);
@@ -668,11 +670,6 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
         out->chunk_decodes += atomic_load_explicit(&w->decodes, memory_order_relaxed);
     }
     if (r->caches != NULL) hfeed__fieldcache_get_stats(r->caches, &out->cache_hits);
-}
-
-const struct hfeed__rowprobe *hfeed__reader_rowprobe(const struct hfeed__reader *r)
-{
-    return &r->probe;
 }
 
 size_t hfeed__reader_memory(const struct hfeed__reader *r)

@@ -9,8 +9,8 @@
  *   - uncompressed, direct path: pread (chunkio) straight into the slot rows when no conversion
  *     is needed; else a cache-sized piece at a time into the worker's scratch, converted from
  *     there while it is still in L2 (reader.c PIECE_BYTES). Rows read one at a time (global
- *     shuffle) are converted straight from the file's mapping instead where the row probe at
- *     create found that cheaper on this machine (rowprobe.h);
+ *     shuffle) are converted straight from the file's mapping instead with "read_rows":
+ *     "mapping" (reader.c MAP_RUN_BYTES says why that is not the default);
  *   - compressed, direct path: each chunk the run touches is taken decoded from the shared
  *     chunkcache (pread + codec by whichever worker needed it first, outside every lock) and
  *     its rows are converted from there into the slot. A chunk another worker is decoding is
@@ -37,7 +37,6 @@
 #include "catalog.h"
 #include "error.h"
 #include "prefetch.h"
-#include "rowprobe.h"
 
 struct hfeed__reader;
 
@@ -51,7 +50,7 @@ struct hfeed__reader_stats {
 
 /* Allocates nworkers workers with their scratch buffers and codecs, and the decoded-chunk cache
  * of cache_budget bytes (when a source needs decoding); starts no thread. read_rows (config.h
- * HFEED__ROWS_*) says how rows read one at a time are read; AUTO runs the row probe.
+ * HFEED__ROWS_*) says how rows read one at a time are read.
  * Returns: HFEED_OK or HFEED_E_NOMEM. Ownership: the caller's; hfeed__reader_destroy(). The
  * catalog and ring must outlive the reader. */
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
@@ -80,9 +79,6 @@ void hfeed__reader_forget(struct hfeed__reader *r);
 
 /* Sums the workers' counters. */
 void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader_stats *out);
-
-/* How rows read one at a time are read (rowprobe.h), decided at create. */
-const struct hfeed__rowprobe *hfeed__reader_rowprobe(const struct hfeed__reader *r);
 
 /* Bytes allocated for scratch buffers. */
 size_t hfeed__reader_memory(const struct hfeed__reader *r);

@@ -114,6 +114,13 @@ void bench_roofline_print_text(const struct bench_run *run)
            j.v.partial ? " (fields without a limit left out: a lower bound)" : "");
     if (j.v.bounding_field < j.info.fields)
         printf("    the limit is set mostly by field \"%s\"\n", j.fields[j.v.bounding_field].name);
+    /* The loader reads random rows with pread unless the config says otherwise: the faster way
+     * changes with the machine and the page cache's state (configs/README.md "read_rows"). */
+    for (size_t k = 0; k < j.info.fields; k++)
+        if (j.fields[k].path == HFEED_ROOFLINE_RAND_MAP && j.fields[k].pread_limit > 0.0)
+            printf("    field \"%s\": random rows ran %.2fx faster from a mapping than with pread "
+                   "here; \"read_rows\": \"mapping\" reads them that way\n",
+                   j.fields[k].name, j.fields[k].map_limit / j.fields[k].pread_limit);
     printf("  bound       %s (run at %.1f%% of the limit; workers busy %.1f%% of their time, "
            "consumer waited %.1f%%)\n",
            hfeed_bound_name(j.v.bound), 100.0 * j.v.share, 100.0 * j.v.worker_busy,

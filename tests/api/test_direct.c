@@ -43,7 +43,6 @@ struct logcap {
     pthread_mutex_t mu;
     size_t n; /* lines received (only the first MAX_LINES are kept) */
     char lines[MAX_LINES][LINE_LEN];
-    char probe[LINE_LEN]; /* the row probe's line (rowprobe.h), kept apart */
 };
 
 static void capture(void *user, int level, const char *msg)
@@ -52,11 +51,6 @@ static void capture(void *user, int level, const char *msg)
     (void)level;
     if (strncmp(msg, "cache_mb \"auto\"", 15) == 0) return; /* every open says its cache size */
     pthread_mutex_lock(&c->mu);
-    if (strncmp(msg, "rows read one at a time come from ", 34) == 0) { /* the row probe's */
-        snprintf(c->probe, LINE_LEN, "%s", msg);
-        pthread_mutex_unlock(&c->mu);
-        return;
-    }
     if (c->n < MAX_LINES) snprintf(c->lines[c->n], LINE_LEN, "%s", msg);
     c->n++;
     pthread_mutex_unlock(&c->mu);
@@ -2015,56 +2009,4 @@ Test(direct, memory_fixed_at_open_and_larger_with_a_chunk_cache)
     cr_assert_geq(with.info_open.memory_bytes - without.info_open.memory_bytes, decoded);
     free_run(&with);
     free_run(&without);
-}
-
-/* The row probe (rowprobe.h) runs where rows could come from the mapping, says which way it
- * chose, for which field and file, with both costs; it does not run where every field decodes
- * chunks, or under "read_rows": "pread". */
-Test(direct, row_probe_says_what_it_chose_and_runs_only_where_it_can_matter)
-{
-    const fx_dataset plain = {.path = "/x", .kind = FX_FLOAT64, .rows = 4096, .ndim = 1,
-                              .shape = {64}};
-    const fx_dataset packed = {.path = "/x", .kind = FX_FLOAT64, .rows = 4096, .ndim = 1,
-                               .shape = {64}, .layout = FX_CHUNKED, .chunk = {256, 64},
-                               .gzip = 1};
-    fx_write_file("plain.h5", &plain, 1);
-    fx_write_file("packed.h5", &packed, 1);
-    static const struct {
-        const char *file, *read_rows;
-        bool probed;
-    } cases[] = {{"plain.h5", "auto", true}, {"packed.h5", "auto", false},
-                 {"plain.h5", "pread", false}, {"plain.h5", "mapping", false}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct logcap log;
-        memset(&log, 0, sizeof log);
-        pthread_mutex_init(&log.mu, NULL);
-        char err[HFEED_ERRBUF_SIZE];
-        hfeed_loader *l = NULL;
-        const char *json = fx_fmt("{\"files\": [\"%s\"], \"fields\": [{\"name\": \"feat\", "
-                                  "\"dataset\": \"/x\", \"dtype\": \"float32\"}], "
-                                  "\"batch_size\": 64, \"shuffle\": \"global\", "
-                                  "\"read_rows\": \"%s\"}",
-                                  cases[i].file, cases[i].read_rows);
-        cr_assert_eq(open_logged(json, &log, &l, err), HFEED_OK, "%s", err);
-        cr_assert_eq(hfeed_loader_close(l), HFEED_OK);
-        if (!cases[i].probed) {
-            cr_expect_eq(log.probe[0], '\0', "%s: %s", json, log.probe);
-            continue;
-        }
-        double by_pread = 0, by_map = 0;
-        char way[32] = "";
-        cr_assert_not_null(strstr(log.probe, "field \"feat\""), "%s", log.probe);
-        cr_assert_not_null(strstr(log.probe, "plain.h5"), "%s", log.probe);
-        const char *took = strstr(log.probe, "took ");
-        cr_assert_not_null(took, "%s", log.probe);
-        cr_assert_eq(sscanf(took, "took %lf ns a row with pread, %lf ns", &by_pread, &by_map), 2,
-                     "%s", log.probe);
-        cr_assert_eq(sscanf(log.probe, "rows read one at a time come from %31[^:]", way), 1);
-        cr_expect(by_pread > 0 && by_map > 0, "%s", log.probe);
-        /* The rule: the mapping only when clearly cheaper (rowprobe.c MAP_MARGIN, 0.85). */
-        const bool map = strcmp(way, "the file's mapping") == 0;
-        cr_expect(map || strcmp(way, "pread") == 0, "%s", log.probe);
-        cr_expect_eq(map, by_map < 0.85 * by_pread, "%s", log.probe);
-        pthread_mutex_destroy(&log.mu);
-    }
 }

@@ -27,13 +27,15 @@ struct field {
 struct mode {
     unsigned workers;
     const char *shuffle;
-    const char *read_rows; /* rows read one at a time: "auto" picks by a probe (rowprobe.h) */
+    const char *read_rows; /* how rows read one at a time are read (configs/README.md) */
 };
 
-/* Global shuffle with each way of reading rows one at a time: the probe may pick either. */
+/* Global shuffle with each way of reading rows one at a time. */
 static const struct mode all_modes[] = {
-    {1, "none", "auto"},      {3, "global", "auto"}, {3, "global", "pread"},
-    {3, "global", "mapping"}, {3, "chunk", "auto"},
+    {1, "none", "pread"},
+    {3, "global", "pread"},
+    {3, "global", "mapping"},
+    {3, "chunk", "pread"},
 };
 
 static hfeed_dtype dtype_of(const struct field *f)

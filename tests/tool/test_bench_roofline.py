@@ -129,6 +129,18 @@ def main():
             obj = json.loads(out)
             check_roofline(c, obj, [{"hdf5"}, {"hdf5"}] if HDF5_ONLY else paths, label)
 
+        for mode in ("chunk", "global"):  # the read_rows hint: exactly when the mapping won
+            rc, out, err = run("bench", os.path.join(tmp, f"{mode}.json"), "--roofline")
+            _, jout, _ = run("bench", os.path.join(tmp, f"{mode}.json"), "--roofline", "--json")
+            # One hint per field whose random rows ran faster from the mapping, in the same text.
+            map_rows = sum(1 for line in out.splitlines() if " rand mapping " in line)
+            hints = sum(1 for line in out.splitlines() if "\"read_rows\": \"mapping\"" in line)
+            c.check(rc == 0 and hints == map_rows, f"{mode}: {hints} read_rows hints for "
+                    f"{map_rows} fields whose random rows were faster from a mapping:\n{out}")
+            for f in json.loads(jout)["roofline"]["fields"]:
+                if f["path"] == "rand mapping":
+                    c.check(f["map_samples_per_s"] > f["pread_samples_per_s"],
+                            f"{mode}: rand mapping chosen while pread was faster")
         rc, out, err = run("bench", os.path.join(tmp, "none.json"), "--roofline")
         c.check(rc == 0 and "roofline" in out and "bound " in out and "all fields" in out,
                 f"text report: exit {rc}\n{out}\n{err}")
