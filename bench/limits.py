@@ -190,6 +190,11 @@ def main():
               f"| {statistics.median(r['limit'] for r in rs) / 1e3:.0f}k "
               f"| {statistics.median(r['share'] for r in rs):.2f} "
               f"({', '.join('%.2f' % r['share'] for r in rs)}) |")
+    for a_case, b_case in (("chunked-none", "contig-none"), ("chunked-global", "contig-global")):
+        if a_case in runs and b_case in runs:  # the same bytes, chunked or not, same rounds
+            ratios = [x["h5feed"] / y["h5feed"] for x, y in zip(runs[a_case], runs[b_case])]
+            print(f"{a_case} / {b_case} (h5feed, per round): {statistics.median(ratios):.2f} "
+                  f"({', '.join('%.2f' % r for r in ratios)})")
     print("\nfirst_touch.c, GB/s (4 KiB pages first/second; MADV_HUGEPAGE first/second):")
     for when, lines in (("before", touch_before), ("after", touch_after)):
         plain = [r for r in lines if r["hugepage_advice"] == 0]

@@ -152,7 +152,10 @@ void hfeed__ring_publish(struct hfeed__ring *r, struct hfeed__slot *slot)
         r->failed = true;
         pthread_cond_broadcast(&r->can_fill);
     }
-    pthread_cond_broadcast(&r->can_take);
+    /* The consumer waits for batch next_take only: waking it for a later one (another worker's
+     * batch finished first, half the time with two workers) costs a context switch for nothing,
+     * a core's worth of time on a 2-core machine. */
+    if (slot->seq == r->next_take || slot->status != HFEED_OK) pthread_cond_broadcast(&r->can_take);
     pthread_mutex_unlock(&r->mu);
 }
 
