@@ -178,6 +178,9 @@ typedef struct {
     /* Appended in 0.2 (cache_mb "auto" per shuffle mode). */
     uint64_t cache_bytes; /* the decoded-chunk caches' budget, settled at open (cache_mb,
                            * "auto" resolved), in bytes; 0 when no field decodes chunks */
+    /* Appended in 0.2 (read_rows). */
+    uint64_t mapped_rows; /* rows converted straight from a file's mapping instead of read with
+                           * pread (rows read one at a time: "read_rows", configs/README.md) */
 } hfeed_stats;
 
 /* Opens a loader from a JSON config file. Relative paths in it are relative to its folder.

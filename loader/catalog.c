@@ -514,6 +514,39 @@ static uint64_t open_descriptors(void)
     return n > 0 ? n - 1 : 0; /* not the directory's own */
 }
 
+/* Decides, per file, whether rows read one at a time come from its mapping (chunkio.h
+ * rows_from_map): with "read_rows": "auto", only under global shuffle (the other modes read
+ * runs of rows, always with pread) and where the page cache holds the file in 2 MiB pages
+ * (hfeed__chunkio_huge_cached); says how many files it chose, once. */
+static void choose_row_reads(struct hfeed__catalog *c, const struct hfeed__config *cfg,
+                             const struct hfeed__logger *log)
+{
+    size_t files = 0, mapped = 0;
+    for (size_t fi = 0; fi < c->nfiles; fi++) {
+        bool any = false, huge = false, probed = false;
+        for (size_t k = 0; k < c->nfields; k++) {
+            struct hfeed__direct *d = c->fields[k].sources[fi].direct;
+            if (d == NULL || d->map == NULL || hfeed__chunkio_filtered(d)) continue;
+            if (cfg->read_rows == HFEED__ROWS_AUTO && cfg->shuffle == HFEED__SHUFFLE_GLOBAL &&
+                !probed) {
+                huge = hfeed__chunkio_huge_cached(d); /* the page cache is per file */
+                probed = true;
+            }
+            d->rows_from_map = cfg->read_rows == HFEED__ROWS_MAP ||
+                               (cfg->read_rows == HFEED__ROWS_AUTO && huge);
+            any = true;
+        }
+        files += any;
+        mapped += any && (huge || cfg->read_rows == HFEED__ROWS_MAP);
+    }
+    if (cfg->read_rows == HFEED__ROWS_AUTO && cfg->shuffle == HFEED__SHUFFLE_GLOBAL && files > 0)
+        hfeed__log(log, HFEED_LOG_INFO,
+                   "read_rows \"auto\": rows of %zu of %zu file(s) come from their mapping (their "
+                   "page cache holds 2 MiB pages, which a mapping maps whole), the others' with "
+                   "pread",
+                   mapped, files);
+}
+
 /* A loader keeps every file open: HDF5's handle, and with the direct path a descriptor for pread
  * (plus a mapping, which needs none). A glob over thousands of shard files can pass the soft
  * RLIMIT_NOFILE (often 1024), and HDF5 would then fail deep in its stack on whichever file came
@@ -569,6 +602,7 @@ hfeed_status hfeed__catalog_open(const struct hfeed__config *cfg, const struct h
                          "0 rows of dataset \"%s\"",
                          c->nfiles, files.v[0], cfg->fields[0].dataset);
     if (st == HFEED_OK) st = make_blocks(c, err);
+    if (st == HFEED_OK && cfg->direct) choose_row_reads(c, cfg, log);
     paths_free(&files);
     if (st != HFEED_OK) {
         hfeed__catalog_close(c);

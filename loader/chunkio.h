@@ -7,8 +7,8 @@
  * truncated while the loader runs makes the next read of the lost bytes a clean HFEED_E_READ
  * naming the file. The file is also mapped read-only, so that mincore() can tell whether a row
  * is in the page cache (hfeed__chunkio_cached), and so that rows read one at a time can be
- * converted straight from it when the config asks ("read_rows": "mapping", reader.c
- * MAP_RUN_BYTES). Runs of rows never are: the first touch of a mapping costs several times more
+ * converted straight from it where the page cache holds the file in 2 MiB pages
+ * (hfeed__chunkio_huge_cached; config "read_rows"; reader.c MAP_RUN_BYTES). Runs of rows never are: the first touch of a mapping costs several times more
  * on some machines than on others (reader.c PIECE_BYTES).
  *
  * A direct source is one field in one file whose storage the path understands: contiguous, or
@@ -42,6 +42,8 @@ struct hfeed__direct {
     int fd;              /* borrowed: one per file, owned by the catalog */
     const unsigned char *map; /* borrowed: the whole file mapped read-only, or NULL */
     uint64_t map_bytes;       /* the file's size when it was mapped */
+    bool rows_from_map;       /* rows read one at a time are converted from the mapping (the
+                               * catalog decides: config "read_rows", hfeed__chunkio_huge_cached) */
     size_t elem_size;
     size_t row_bytes; /* stored bytes of one sample */
     uint64_t nrows;
@@ -85,6 +87,16 @@ hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t ro
  * hfeed__chunkio_shrunk() first, once a batch. */
 const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
                                              uint64_t n);
+
+/* Whether the page cache holds d's file in 2 MiB pages that its mapping maps whole: of up to 16
+ * cached 2 MiB regions spread over the file, touching one byte maps its region, and touching
+ * another 1 MiB further must then take no page fault (getrusage counts them) in at least 3 of
+ * 4. Converting rows read one at a time straight from such a mapping costs no syscall, no copy
+ * and a fault per 2 MiB; from a mapping of 4 KiB pages it costs a fault per 64 KiB and a TLB
+ * miss per page (reader.c MAP_RUN_BYTES has the figures). False when the mapping is not 2 MiB
+ * aligned, the file is under 4 MiB or too little of it is cached to tell. Touches at most 32
+ * cached pages; reads nothing from the disk. */
+bool hfeed__chunkio_huge_cached(const struct hfeed__direct *d);
 
 /* Whether d's file is shorter now than when it was mapped (truncated while the loader runs), or
  * cannot be checked: one fstat. Reading a lost page through the mapping would raise SIGBUS. */

@@ -63,7 +63,8 @@ static const struct hfeed__config_choice remainder_choices[] = {{"pad", 1}, {"dr
 static const struct hfeed__config_choice read_path_choices[] = {
     {"auto", 1}, {"hdf5", 0}, {NULL, 0}};
 static const struct hfeed__config_choice read_rows_choices[] = {
-    {"pread", HFEED__ROWS_PREAD}, {"mapping", HFEED__ROWS_MAP}, {NULL, 0}};
+    {"auto", HFEED__ROWS_AUTO}, {"pread", HFEED__ROWS_PREAD}, {"mapping", HFEED__ROWS_MAP},
+    {NULL, 0}};
 static const struct hfeed__config_choice device_choices[] = {{"auto", HFEED__DEVICE_AUTO},
                                                              {"cpu", HFEED__DEVICE_CPU},
                                                              {"cuda", HFEED__DEVICE_CUDA},

@@ -60,7 +60,7 @@ struct hfeed__output_config {
 #define HFEED__OUTPUT_AUTO_CHUNK UINT64_MAX
 
 /* "read_rows" */
-enum { HFEED__ROWS_PREAD, HFEED__ROWS_MAP };
+enum { HFEED__ROWS_AUTO, HFEED__ROWS_PREAD, HFEED__ROWS_MAP };
 
 struct hfeed__config {
     char **files; /* patterns as written, made absolute against the base dir */
@@ -86,7 +86,8 @@ struct hfeed__config {
     bool direct;         /* "read_path": "auto" (default) reads without HDF5 where it can;
                           * "hdf5" reads everything through H5Dread */
     int read_rows;       /* "read_rows": how rows read one at a time are read on the direct
-                          * path: HFEED__ROWS_PREAD (default) or HFEED__ROWS_MAP */
+                          * path: HFEED__ROWS_AUTO (default: trials in the run pick, reader.c),
+                          * HFEED__ROWS_PREAD or HFEED__ROWS_MAP */
     uint64_t cache_mb;   /* decoded-chunk cache budget in MiB, >= 0; default 256 */
     bool cache_auto;     /* "cache_mb": "auto" (the default): the loader may raise cache_mb at
                           * open (hfeed__chunkcache_auto_mb()) */

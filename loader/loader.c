@@ -163,6 +163,7 @@ hfeed_status hfeed_loader_get_stats(hfeed_loader *l, hfeed_stats *out)
     out->chunk_decodes = rs.chunk_decodes;
     out->cache_hits = rs.cache_hits;
     out->read_ahead = rs.read_ahead;
+    out->mapped_rows = rs.mapped_rows;
     out->cache_bytes = l->cache_bytes;
     if (l->upload != NULL)
         hfeed__upload_get_stats(l->upload, &out->upload_bytes, &out->upload_ns,

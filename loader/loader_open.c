@@ -398,8 +398,7 @@ hfeed_status hfeed__loader_open_config(struct hfeed__config *cfg, const struct h
     if (st == HFEED_OK) {
         plan_cache(l, log);
         st = hfeed__reader_create(l->cat, l->ring, cfg->workers, l->slot_rows,
-                                  (size_t)(cfg->cache_mb << 20), cfg->read_rows, &l->reader,
-                                  err);
+                                  (size_t)(cfg->cache_mb << 20), &l->reader, err);
     }
     if (st == HFEED_OK) {
         fill_info(l);

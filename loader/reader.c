@@ -45,7 +45,7 @@ struct worker {
     /* Published once per batch, so the consumer can sum them while workers run; aligned so
      * that two workers' counters never share a cache line. */
     _Alignas(64) atomic_uint_fast64_t read_ns, decode_ns, convert_ns, nan, overflow, h5_reads,
-        read_ahead, decodes;
+        read_ahead, decodes, mapped;
 };
 
 struct hfeed__reader {
@@ -53,7 +53,6 @@ struct hfeed__reader {
     struct hfeed__ring *ring;
     size_t batch_size;
     size_t scratch_bytes; /* PIECE_BYTES, at least the widest stored sample, at most a batch */
-    bool rows_from_map; /* "read_rows": "mapping" (config.h) */
     unsigned nworkers;
     struct worker *workers;
     struct hfeed__fieldcache *caches; /* the fields' chunk caches; NULL: no field decodes */
@@ -92,6 +91,7 @@ static void flush_counts(struct worker *w)
     add(&w->h5_reads, w->local.h5_reads);
     add(&w->read_ahead, w->local.read_ahead);
     add(&w->decodes, w->local.chunk_decodes);
+    add(&w->mapped, w->local.mapped_rows);
     memset(&w->local, 0, sizeof w->local);
 }
 
@@ -205,24 +205,29 @@ static hfeed_status fetch_rows(struct worker *w, const struct hfeed__source *s, 
  * the same everywhere, and a file truncated under the loader becomes a clean error, not SIGBUS. */
 #define PIECE_BYTES ((size_t)256 << 10)
 
-/* Runs of at most this many stored bytes are read "one at a time": from the mapping when the
- * config says "read_rows": "mapping", once the file is checked not to have shrunk this batch.
- * Not by default, nor chosen by a probe: which way is faster for random rows changes with the
- * page cache's state, not only between machines. On this project's machine a fresh mapping
- * converted random 8 KiB rows at 1.4x pread's rate in one hour and 0.25x in the next
- * (../shared/limits/limit_paths.c rand_mmap / rand_pread), and a probe of a few 512 KiB windows
- * at open said 0.42x pread's cost per row while the epoch ran at 1.45x: a small window keeps its
- * page tables and TLB entries hot, an epoch over 1 GiB does not. `h5feed bench --roofline`
- * measures both ways on the config's own files and says when the mapping is faster. */
+/* Runs of at most this many stored bytes are read "one at a time" (global shuffle): with pread,
+ * or converted straight from the file's mapping where the catalog chose that for the file
+ * (chunkio.h rows_from_map), once the file is checked not to have shrunk this batch.
+ *
+ * Which is faster changes with the page cache's state more than between machines. On this
+ * project's machine, random 8 KiB rows of a 1 GiB file converted from a fresh mapping at 1.7x
+ * pread's rate (limit_paths rand_mmap 1.05M/s, rand_pread 626k/s) right after the file was read
+ * in, when the page cache held it in 2 MiB pages that the mapping maps whole (smaps:
+ * FilePmdMapped 966 MB after 2000 random touches), and at 0.25-0.7x half an hour later, once the
+ * kernel's proactive reclaim had split them. Timing probes mispredicted both ways (random rows
+ * at open: 3x pread's cost while the epoch ran at 0.7x; 512 KiB windows: 0.42x while it ran at
+ * 1.45x; the first batches of a run: above pread while the epoch ran at 0.7x, their faults
+ * building the page tables). Counting faults does not: hfeed__chunkio_huge_cached. */
 #define MAP_RUN_BYTES ((size_t)64 << 10)
 
-/* The bytes of the n rows from `row` of d in its mapping, when the config chose the mapping for
- * such runs; NULL: read them with pread. Fails (HFEED_E_READ) when the file has shrunk. */
+/* The bytes of the n rows from `row` of d in its mapping, when rows read one at a time come from
+ * it (d->rows_from_map); NULL: read them with pread. Fails (HFEED_E_READ) when the file has
+ * shrunk. */
 static hfeed_status mapped_rows(struct worker *w, const struct hfeed__direct *d, uint64_t row,
                                 size_t n, const unsigned char **out, struct hfeed__err *err)
 {
     *out = NULL;
-    if (!w->reader->rows_from_map || d == NULL || n * d->row_bytes > MAP_RUN_BYTES) return HFEED_OK;
+    if (d == NULL || !d->rows_from_map || n * d->row_bytes > MAP_RUN_BYTES) return HFEED_OK;
     const unsigned char *at = hfeed__chunkio_map_rows(d, row, n);
     if (at == NULL) return HFEED_OK;
     if (w->unshrunk != d) {
@@ -239,7 +244,7 @@ static hfeed_status mapped_rows(struct worker *w, const struct hfeed__direct *d,
 
 /* Reads the n samples p[0..n) of field f, consecutive rows from `row` of file fi, into the slot:
  * straight into place when no conversion is needed, else a piece at a time through scratch and
- * convert. */
+ * convert; rows read one at a time maybe from the mapping (mapped_rows). */
 static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f, size_t fi,
                                   uint64_t row, const struct pick *p, size_t n, unsigned char *dst,
                                   struct hfeed__err *err)
@@ -254,7 +259,9 @@ static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f
         const unsigned char *bad_elem = NULL;
         const hfeed_status st =
             convert_run(w, f, s, p, n, in_order, mapped, dst, &bad_row, &bad_elem);
-        count(&w->local.convert_ns, now_ns() - t0); /* the read is in it: page faults */
+        const uint64_t t = now_ns() - t0;
+        count(&w->local.convert_ns, t); /* the read is in it: page faults */
+        count(&w->local.mapped_rows, n);
         return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, bad_elem, err) : st;
     }
     if (in_order && s->conv.copy) {
@@ -265,8 +272,9 @@ static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f
         struct hfeed__conv_counts counts = {0, 0};
         hfeed__conv_count(&s->conv, into, n * f->row_elems, &counts);
         count(&w->local.nan, counts.nan);
+        const uint64_t t2 = now_ns();
         count(&w->local.read_ns, t1 - t0);
-        count(&w->local.convert_ns, now_ns() - t1);
+        count(&w->local.convert_ns, t2 - t1);
         return HFEED_OK;
     }
     const size_t per = w->reader->scratch_bytes / s->stored_row_bytes; /* >= 1: sized so */
@@ -279,8 +287,9 @@ static hfeed_status read_rows_run(struct worker *w, const struct hfeed__field *f
         const unsigned char *bad_elem = NULL;
         const hfeed_status st =
             convert_run(w, f, s, p + i, take, in_order, w->scratch, dst, &bad_row, &bad_elem);
+        const uint64_t t2 = now_ns();
         count(&w->local.read_ns, t1 - t0);
-        count(&w->local.convert_ns, now_ns() - t1);
+        count(&w->local.convert_ns, t2 - t1);
         if (st == HFEED_E_RANGE) return range_error(w, f, fi, row + i + bad_row, bad_elem, err);
         HFEED__CHECK(st);
         i += take;
@@ -576,8 +585,7 @@ void hfeed__reader_forget(struct hfeed__reader *r)
 
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
                                   unsigned nworkers, size_t batch_size, size_t cache_budget,
-                                  int read_rows, struct hfeed__reader **out,
-                                  struct hfeed__err *err)
+                                  struct hfeed__reader **out, struct hfeed__err *err)
 {
     *out = NULL;
     struct hfeed__reader *r = hfeed__calloc(1, sizeof *r);
@@ -622,7 +630,6 @@ hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__
         if (ok) r->memory += hfeed__fieldcache_memory(r->caches);
     }
     if (ok) ok = plan_whole_files(r);
-    r->rows_from_map = read_rows == HFEED__ROWS_MAP;
     if (!ok) {
         hfeed__reader_destroy(r);
         return HFEED__FAIL(err, HFEED_E_NOMEM, "reader: out of memory for %u workers", nworkers);
@@ -668,6 +675,7 @@ void hfeed__reader_get_stats(const struct hfeed__reader *r, struct hfeed__reader
         out->h5_reads += atomic_load_explicit(&w->h5_reads, memory_order_relaxed);
         out->read_ahead += atomic_load_explicit(&w->read_ahead, memory_order_relaxed);
         out->chunk_decodes += atomic_load_explicit(&w->decodes, memory_order_relaxed);
+        out->mapped_rows += atomic_load_explicit(&w->mapped, memory_order_relaxed);
     }
     if (r->caches != NULL) hfeed__fieldcache_get_stats(r->caches, &out->cache_hits);
 }

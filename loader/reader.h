@@ -9,8 +9,8 @@
  *   - uncompressed, direct path: pread (chunkio) straight into the slot rows when no conversion
  *     is needed; else a cache-sized piece at a time into the worker's scratch, converted from
  *     there while it is still in L2 (reader.c PIECE_BYTES). Rows read one at a time (global
- *     shuffle) are converted straight from the file's mapping instead with "read_rows":
- *     "mapping" (reader.c MAP_RUN_BYTES says why that is not the default);
+ *     shuffle) are converted straight from the file's mapping instead where the catalog chose
+ *     that for the file (chunkio.h, "rows_from_map");
  *   - compressed, direct path: each chunk the run touches is taken decoded from the shared
  *     chunkcache (pread + codec by whichever worker needed it first, outside every lock) and
  *     its rows are converted from there into the slot. A chunk another worker is decoding is
@@ -46,17 +46,16 @@ struct hfeed__reader_stats {
     uint64_t chunk_decodes; /* stored chunks decoded (a chunk row is several when they split
                              * samples: chunkio.h) */
     uint64_t read_ahead; /* (batch, field) pairs read ahead (reader.c ask_ahead) */
+    uint64_t mapped_rows; /* rows converted straight from the mapping (reader.c mapped_rows) */
 };
 
 /* Allocates nworkers workers with their scratch buffers and codecs, and the decoded-chunk cache
- * of cache_budget bytes (when a source needs decoding); starts no thread. read_rows (config.h
- * HFEED__ROWS_*) says how rows read one at a time are read.
+ * of cache_budget bytes (when a source needs decoding); starts no thread.
  * Returns: HFEED_OK or HFEED_E_NOMEM. Ownership: the caller's; hfeed__reader_destroy(). The
  * catalog and ring must outlive the reader. */
 hfeed_status hfeed__reader_create(const struct hfeed__catalog *c, struct hfeed__ring *ring,
                                   unsigned nworkers, size_t batch_size, size_t cache_budget,
-                                  int read_rows, struct hfeed__reader **out,
-                                  struct hfeed__err *err);
+                                  struct hfeed__reader **out, struct hfeed__err *err);
 
 /* Starts the worker threads. Returns: HFEED_OK or HFEED_E_THREAD (then none is running). */
 hfeed_status hfeed__reader_start(struct hfeed__reader *r, struct hfeed__err *err);

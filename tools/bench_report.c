@@ -151,6 +151,7 @@ void bench_print_json(const char *config, const struct bench_run *run)
     printf(", \"nan_values\": %" PRIu64 ", \"overflow_values\": %" PRIu64
            ", \"fallback_reads\": %" PRIu64,
            s->nan_values, s->overflow_values, s->fallback_reads);
+    printf(", \"mapped_rows\": %" PRIu64, s->mapped_rows);
     printf(", \"chunk_decodes\": %" PRIu64 ", \"cache_hits\": %" PRIu64 ", \"read_ahead\": %" PRIu64
            ", \"cache_bytes\": %" PRIu64,
            s->chunk_decodes, s->cache_hits, s->read_ahead, s->cache_bytes);
@@ -224,8 +225,9 @@ void bench_print_text(const char *config, const struct bench_run *run)
     printf("  page cache  %s\n", run->warm ? "warm (files as the OS had them cached)"
                                            : "cold (--cold evicted the files before open)");
     printf("  reads       %" PRIu64 " chunks decoded, %" PRIu64 " chunk cache hits, %" PRIu64
-           " reads through H5Dread, %" PRIu64 " batch fields read ahead (not cached)\n",
-           s->chunk_decodes, s->cache_hits, s->fallback_reads, s->read_ahead);
+           " reads through H5Dread, %" PRIu64 " batch fields read ahead (not cached), %" PRIu64
+           " rows from the mapping\n",
+           s->chunk_decodes, s->cache_hits, s->fallback_reads, s->read_ahead, s->mapped_rows);
     printf("  digest      %s\n", digest);
     bench_roofline_print_text(run);
     printf("%" PRIu64 " samples in %" PRIu64 " batches in %.3f s: %.0f samples/s, %.3f GB/s, "

@@ -50,6 +50,7 @@ static void capture(void *user, int level, const char *msg)
     struct logcap *c = user;
     (void)level;
     if (strncmp(msg, "cache_mb \"auto\"", 15) == 0) return; /* every open says its cache size */
+    if (strncmp(msg, "read_rows \"auto\"", 16) == 0) return; /* every global shuffle, its way */
     pthread_mutex_lock(&c->mu);
     if (c->n < MAX_LINES) snprintf(c->lines[c->n], LINE_LEN, "%s", msg);
     c->n++;
@@ -2009,4 +2010,31 @@ Test(direct, memory_fixed_at_open_and_larger_with_a_chunk_cache)
     cr_assert_geq(with.info_open.memory_bytes - without.info_open.memory_bytes, decoded);
     free_run(&with);
     free_run(&without);
+}
+
+/* "read_rows": global shuffle reads rows one at a time, with pread or from the mapping; both
+ * deliver the values written, and the stats say how many came from the mapping: none with
+ * "pread", all with "mapping", none with "auto" for a file under 4 MiB (it cannot be held in
+ * 2 MiB pages that a mapping maps whole: chunkio.h hfeed__chunkio_huge_cached). */
+Test(direct, read_rows_pread_mapping_and_auto_deliver_the_values)
+{
+    const fx_dataset ds = {.path = "/x", .kind = FX_FLOAT64, .rows = 4096, .ndim = 1,
+                           .shape = {64}};
+    fx_write_file("rows.h5", &ds, 1);
+    static const char *const ways[] = {"pread", "mapping", "auto"};
+    for (size_t i = 0; i < 3; i++) {
+        struct run r;
+        run_all(fx_fmt("{\"files\": [\"rows.h5\"], \"fields\": [%s], \"batch_size\": 64, "
+                       "\"shuffle\": \"global\", \"workers\": 2, \"read_rows\": \"%s\"}",
+                       field_json("x", "/x", "float32"), ways[i]),
+                &r);
+        expect_each_sample_once(&r);
+        const struct expect x = {.field = 0, .ds = &ds, .out = HFEED_DTYPE_FLOAT32};
+        check_expect(&r, &x, ways[i]);
+        const uint64_t mapped = r.stats.mapped_rows;
+        if (i == 0) cr_expect_eq(mapped, 0, "pread: %llu rows mapped", (unsigned long long)mapped);
+        if (i == 1) cr_expect_eq(mapped, 4096, "mapping: %llu rows", (unsigned long long)mapped);
+        if (i == 2) cr_expect_eq(mapped, 0, "auto: %llu rows mapped", (unsigned long long)mapped);
+        free_run(&r);
+    }
 }

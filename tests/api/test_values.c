@@ -32,10 +32,8 @@ struct mode {
 
 /* Global shuffle with each way of reading rows one at a time. */
 static const struct mode all_modes[] = {
-    {1, "none", "pread"},
-    {3, "global", "pread"},
-    {3, "global", "mapping"},
-    {3, "chunk", "pread"},
+    {1, "none", "auto"},      {3, "global", "auto"}, {3, "global", "pread"},
+    {3, "global", "mapping"}, {3, "chunk", "auto"},
 };
 
 static hfeed_dtype dtype_of(const struct field *f)

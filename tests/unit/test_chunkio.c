@@ -250,3 +250,29 @@ Test(chunkio, place_tile_puts_every_element_in_place)
                                  a, b, c, got, (unsigned long long)j, in);
                 }
 }
+
+/* hfeed__chunkio_huge_cached says no where it cannot know or a mapping cannot map 2 MiB pages
+ * whole, and never reads the disk to find out: an evicted file stays evicted. (Whether a page
+ * cache holds 2 MiB pages is the kernel's choice: the "yes" case is measured by
+ * bench/limits.py, not asserted here.) */
+Test(chunkio, huge_page_probe_says_no_without_reading_the_disk)
+{
+    struct file f = make_file();
+    struct hfeed__direct d = contiguous(f);
+    d.map_bytes = FILE_BYTES;
+    struct hfeed__direct unmapped = d;
+    unmapped.map = NULL;
+    cr_expect(!hfeed__chunkio_huge_cached(&unmapped), "no mapping");
+    struct hfeed__direct small = d;
+    small.map_bytes = (4u << 20) - 1;
+    cr_expect(!hfeed__chunkio_huge_cached(&small), "a file under 4 MiB");
+    struct hfeed__direct shifted = d;
+    shifted.map = f.map + 4096; /* not 2 MiB aligned */
+    shifted.map_bytes = FILE_BYTES - 4096;
+    cr_expect(!hfeed__chunkio_huge_cached(&shifted), "a mapping not aligned to 2 MiB");
+    if (cold(f)) {
+        cr_expect(!hfeed__chunkio_huge_cached(&d), "an evicted file");
+        cr_expect(evict(f), "the probe read the evicted file");
+    }
+    close_file(f);
+}
