@@ -85,7 +85,7 @@ class _Stats(ctypes.Structure):
                 ("batches", "samples", "bytes_out", "nan_values", "overflow_values", "read_ns",
                  "decode_ns", "convert_ns", "wait_ns", "fallback_reads", "chunk_decodes",
                  "cache_hits", "upload_bytes", "upload_ns", "read_ahead", "upload_span_ns",
-                 "cache_bytes")]
+                 "cache_bytes", "mapped_rows")]
 
 
 _DLDeleter = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
