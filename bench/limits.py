@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""h5feed against what this machine allows: the limit programs of ../shared/limits (or --limits),
+"""h5feed against what this machine allows: the limit programs of bench/limits (copies of
+../shared/limits; or --limits),
 run beside every h5feed run, A B A B, on the same files in the same minute. Reports, per case,
 the median over rounds of the per-round share h5feed / limit (issue #11's table).
 
@@ -148,8 +149,9 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--h5feed", default=os.path.join(here, "..", "build", "h5feed"))
-    ap.add_argument("--limits", default=os.path.join(here, "..", "..", "shared", "limits"),
-                    help="folder of the limit programs' sources")
+    ap.add_argument("--limits", default=os.path.join(here, "limits"),
+                    help="folder of the limit programs' sources (bench/limits: copies of "
+                         "../shared/limits)")
     ap.add_argument("--dir", default="bench-data")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=1, help="epochs per h5feed run")
