@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""h5feed against what this machine allows: the limit programs of bench/limits (copies of
-../shared/limits; or --limits),
+"""h5feed against what this machine allows, measured in the same run.
+
+The limit programs of bench/limits (copies of ../shared/limits; or --limits) are
 run beside every h5feed run, A B A B, on the same files in the same minute. Reports, per case,
 the median over rounds of the per-round share h5feed / limit (issue #11's table).
 
