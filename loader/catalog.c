@@ -514,37 +514,51 @@ static uint64_t open_descriptors(void)
     return n > 0 ? n - 1 : 0; /* not the directory's own */
 }
 
-/* Decides, per file, whether rows read one at a time come from its mapping (chunkio.h
- * rows_from_map): with "read_rows": "auto", only under global shuffle (the other modes read
- * runs of rows, always with pread) and where the page cache holds the file in 2 MiB pages
- * (hfeed__chunkio_huge_cached); says how many files it chose, once. */
+/* Stored bytes of a dataset small enough that reading its rows one at a time from the mapping
+ * is cheap whatever the page cache's state: its pages take at most SMALL_MAPPED / 64 KiB faults
+ * (fault-around) and stay within the TLB's reach, where a pread per row costs a syscall (about
+ * 5 us on this project's VM: an 8-byte label per sample read with pread took as long as its
+ * 8 KiB of features). */
+#define SMALL_MAPPED ((uint64_t)16 << 20)
+
+/* The bytes d's rows take in the file: its rows, or its slabs' chunks. */
+static uint64_t stored_bytes(const struct hfeed__direct *d)
+{
+    return d->chunked ? d->nchunks * d->chunk_bytes : d->nrows * d->row_bytes;
+}
+
+/* Decides, per field and file, whether rows read one at a time come from the file's mapping
+ * (chunkio.h rows_from_map): with "read_rows": "auto", only under global shuffle (the other
+ * modes read runs of rows, always with pread), for datasets of at most SMALL_MAPPED bytes and
+ * where the page cache holds the file in 2 MiB pages (hfeed__chunkio_huge_cached, probed once
+ * per file); says how many, once. */
 static void choose_row_reads(struct hfeed__catalog *c, const struct hfeed__config *cfg,
                              const struct hfeed__logger *log)
 {
-    size_t files = 0, mapped = 0;
+    const bool probe = cfg->read_rows == HFEED__ROWS_AUTO && cfg->shuffle == HFEED__SHUFFLE_GLOBAL;
+    size_t sources = 0, mapped = 0, small = 0;
     for (size_t fi = 0; fi < c->nfiles; fi++) {
-        bool any = false, huge = false, probed = false;
+        bool huge = false, probed = false;
         for (size_t k = 0; k < c->nfields; k++) {
             struct hfeed__direct *d = c->fields[k].sources[fi].direct;
             if (d == NULL || d->map == NULL || hfeed__chunkio_filtered(d)) continue;
-            if (cfg->read_rows == HFEED__ROWS_AUTO && cfg->shuffle == HFEED__SHUFFLE_GLOBAL &&
-                !probed) {
+            const bool tiny = stored_bytes(d) <= SMALL_MAPPED;
+            if (probe && !tiny && !probed) {
                 huge = hfeed__chunkio_huge_cached(d); /* the page cache is per file */
                 probed = true;
             }
-            d->rows_from_map = cfg->read_rows == HFEED__ROWS_MAP ||
-                               (cfg->read_rows == HFEED__ROWS_AUTO && huge);
-            any = true;
+            d->rows_from_map = cfg->read_rows == HFEED__ROWS_MAP || (probe && (tiny || huge));
+            sources++;
+            mapped += d->rows_from_map;
+            small += probe && tiny;
         }
-        files += any;
-        mapped += any && (huge || cfg->read_rows == HFEED__ROWS_MAP);
     }
-    if (cfg->read_rows == HFEED__ROWS_AUTO && cfg->shuffle == HFEED__SHUFFLE_GLOBAL && files > 0)
+    if (probe && sources > 0)
         hfeed__log(log, HFEED_LOG_INFO,
-                   "read_rows \"auto\": rows of %zu of %zu file(s) come from their mapping (their "
-                   "page cache holds 2 MiB pages, which a mapping maps whole), the others' with "
-                   "pread",
-                   mapped, files);
+                   "read_rows \"auto\": rows of %zu of %zu (field, file) pair(s) come from the "
+                   "file's mapping: %zu of at most 16 MiB, the others where the page cache holds "
+                   "the file in 2 MiB pages, which a mapping maps whole; pread for the rest",
+                   mapped, sources, small);
 }
 
 /* A loader keeps every file open: HDF5's handle, and with the direct path a descriptor for pread
