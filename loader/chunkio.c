@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -305,5 +306,72 @@ hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c
                            (unsigned long long)ref->size);
     HFEED__CHECK(pread_all(d, buf, (size_t)ref->size, ref->addr, err));
     *len = (size_t)ref->size;
+    return HFEED_OK;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The clock when counting, else 0 (no clock read). */
+static uint64_t clock_if(const struct hfeed__slab_counts *counts)
+{
+    return counts != NULL ? now_ns() : 0;
+}
+
+/* Reads index entry e of d and undoes its filters into dst (tile_bytes), or fills dst when the
+ * chunk was never written. */
+static hfeed_status decode_entry(const struct hfeed__direct *d, uint64_t e,
+                                 const struct hfeed__slab_bufs *b, unsigned char *dst,
+                                 struct hfeed__slab_counts *counts, struct hfeed__err *err)
+{
+    const uint64_t t0 = clock_if(counts);
+    size_t len = 0;
+    HFEED__CHECK(hfeed__chunkio_read_chunk(d, e, b->raw, &len, err));
+    const uint64_t t1 = clock_if(counts);
+    hfeed_status st = HFEED_OK;
+    if (len == 0) {
+        hfeed__chunkio_fill(d, dst, d->tile_bytes / d->elem_size);
+    } else if (d->pipeline.nfilters == 0) { /* an unfiltered tile: stored as it is */
+        memcpy(dst, b->raw, d->tile_bytes);
+    } else {
+        struct hfeed__err why = {0};
+        st = hfeed__codec_decode(b->codec, &d->pipeline, d->chunks[e].filter_mask, b->raw, len,
+                                 dst, b->tmp, d->tile_bytes, &why);
+        if (st != HFEED_OK && !d->tiled)
+            HFEED__FAIL(err, st, "file \"%s\" dataset \"%s\" chunk %llu (rows %llu..): %s",
+                        d->path, d->dataset, (unsigned long long)e,
+                        (unsigned long long)(e * d->chunk_rows), why.msg);
+        else if (st != HFEED_OK)
+            HFEED__FAIL(err, st,
+                        "file \"%s\" dataset \"%s\" chunk %llu of rows %llu.. (tile %llu of "
+                        "%llu): %s",
+                        d->path, d->dataset, (unsigned long long)e,
+                        (unsigned long long)(e / d->tiles_per_slab * d->chunk_rows),
+                        (unsigned long long)(e % d->tiles_per_slab + 1),
+                        (unsigned long long)d->tiles_per_slab, why.msg);
+    }
+    if (counts != NULL) {
+        counts->chunks++;
+        counts->read_ns += t1 - t0;
+        counts->decode_ns += now_ns() - t1;
+    }
+    return st;
+}
+
+hfeed_status hfeed__chunkio_decode_slab(const struct hfeed__direct *d, uint64_t slab,
+                                        const struct hfeed__slab_bufs *b, unsigned char *dst,
+                                        struct hfeed__slab_counts *counts, struct hfeed__err *err)
+{
+    if (!d->tiled) return decode_entry(d, slab, b, dst, counts, err);
+    for (uint64_t t = 0; t < d->tiles_per_slab; t++) {
+        HFEED__CHECK(decode_entry(d, slab * d->tiles_per_slab + t, b, b->tile, counts, err));
+        const uint64_t t0 = clock_if(counts);
+        hfeed__chunkio_place_tile(d, t, b->tile, dst);
+        if (counts != NULL) counts->decode_ns += now_ns() - t0;
+    }
     return HFEED_OK;
 }

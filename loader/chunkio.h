@@ -125,6 +125,30 @@ void hfeed__chunkio_will_need_file(const struct hfeed__direct *d);
 hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c,
                                        unsigned char *buf, size_t *len, struct hfeed__err *err);
 
+/* A worker's buffers for hfeed__chunkio_decode_slab: a codec, one stored chunk (raw,
+ * max_stored_chunk bytes), the codec's scratch (tmp, a decoded chunk) and, where chunks split
+ * samples, one decoded tile (tile). */
+struct hfeed__slab_bufs {
+    struct hfeed__codec *codec;
+    unsigned char *raw, *tmp, *tile;
+};
+
+/* What hfeed__chunkio_decode_slab did, added to the caller's counts: stored chunks read, and
+ * nanoseconds reading and decoding (placing tiles included). */
+struct hfeed__slab_counts {
+    uint64_t chunks, read_ns, decode_ns;
+};
+
+/* Decodes slab `slab` of a decoded source (hfeed__chunkio_filtered) into dst (chunk_bytes):
+ * its one stored chunk read and its filters undone, or, when chunks split samples, each of its
+ * tiles decoded and placed; unwritten chunks become the fill value. counts may be NULL (no
+ * clock is read then).
+ * Returns: HFEED_OK, HFEED_E_READ (short read, or a chunk the codec refuses: the message names
+ * file, dataset, chunk and rows, and the tile when there are several). */
+hfeed_status hfeed__chunkio_decode_slab(const struct hfeed__direct *d, uint64_t slab,
+                                        const struct hfeed__slab_bufs *b, unsigned char *dst,
+                                        struct hfeed__slab_counts *counts, struct hfeed__err *err);
+
 /* Writes the fill value into n elements at dst. */
 void hfeed__chunkio_fill(const struct hfeed__direct *d, unsigned char *dst, uint64_t n);
 

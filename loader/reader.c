@@ -304,59 +304,18 @@ struct chunk_job {
     uint64_t chunk;
 };
 
-/* Reads index entry `entry` of j's source and undoes its filters into dst (tile_bytes), or fills
- * dst when the chunk was never written. */
-static hfeed_status decode_entry(const struct chunk_job *j, uint64_t entry, unsigned char *dst,
-                                 struct hfeed__err *err)
-{
-    const struct hfeed__direct *d = j->d;
-    const uint64_t t0 = now_ns();
-    size_t len = 0;
-    HFEED__CHECK(hfeed__chunkio_read_chunk(d, entry, j->w->raw, &len, err));
-    count(&j->w->local.chunk_decodes, 1);
-    const uint64_t t1 = now_ns();
-    count(&j->w->local.read_ns, t1 - t0);
-    hfeed_status st = HFEED_OK;
-    if (len == 0) {
-        hfeed__chunkio_fill(d, dst, d->tile_bytes / d->elem_size);
-    } else if (d->pipeline.nfilters == 0) { /* an unfiltered tile: stored as it is */
-        memcpy(dst, j->w->raw, d->tile_bytes);
-    } else {
-        struct hfeed__err why = {0};
-        st = hfeed__codec_decode(j->w->codec, &d->pipeline, d->chunks[entry].filter_mask,
-                                 j->w->raw, len, dst, j->w->tmp, d->tile_bytes, &why);
-        if (st != HFEED_OK && !d->tiled)
-            HFEED__FAIL(err, st, "file \"%s\" dataset \"%s\" chunk %llu (rows %llu..): %s",
-                        d->path, d->dataset, (unsigned long long)entry,
-                        (unsigned long long)(entry * d->chunk_rows), why.msg);
-        else if (st != HFEED_OK)
-            HFEED__FAIL(err, st,
-                        "file \"%s\" dataset \"%s\" chunk %llu of rows %llu.. (tile %llu of "
-                        "%llu): %s",
-                        d->path, d->dataset, (unsigned long long)entry,
-                        (unsigned long long)(entry / d->tiles_per_slab * d->chunk_rows),
-                        (unsigned long long)(entry % d->tiles_per_slab + 1),
-                        (unsigned long long)d->tiles_per_slab, why.msg);
-    }
-    count(&j->w->local.decode_ns, now_ns() - t1);
-    return st;
-}
-
-/* hfeed__decode_fn: the slab j->chunk into dst, outside every lock: its stored chunk decoded in
- * place, or, when chunks split samples, each of its tiles decoded and placed. */
+/* hfeed__decode_fn: the slab j->chunk into dst, outside every lock (chunkio.h). */
 static hfeed_status decode_chunk(void *ctx, unsigned char *dst, struct hfeed__err *err)
 {
     const struct chunk_job *j = ctx;
-    const struct hfeed__direct *d = j->d;
-    if (!d->tiled) return decode_entry(j, j->chunk, dst, err);
-    const uint64_t first = j->chunk * d->tiles_per_slab;
-    for (uint64_t t = 0; t < d->tiles_per_slab; t++) {
-        HFEED__CHECK(decode_entry(j, first + t, j->w->tile, err));
-        const uint64_t t0 = now_ns();
-        hfeed__chunkio_place_tile(d, t, j->w->tile, dst);
-        count(&j->w->local.decode_ns, now_ns() - t0);
-    }
-    return HFEED_OK;
+    struct worker *w = j->w;
+    const struct hfeed__slab_bufs bufs = {w->codec, w->raw, w->tmp, w->tile};
+    struct hfeed__slab_counts counts = {0, 0, 0};
+    const hfeed_status st = hfeed__chunkio_decode_slab(j->d, j->chunk, &bufs, dst, &counts, err);
+    count(&w->local.chunk_decodes, counts.chunks);
+    count(&w->local.read_ns, counts.read_ns);
+    count(&w->local.decode_ns, counts.decode_ns);
+    return st;
 }
 
 /* Like read_rows_run, for a filtered source: each chunk the run touches comes decoded from the

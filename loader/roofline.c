@@ -264,41 +264,6 @@ static hfeed_status run_rand(struct job *j)
     return HFEED_OK;
 }
 
-/* Reads index entry e of d and undoes its filters into dst (tile_bytes), or fills dst when the
- * chunk was never written. */
-static hfeed_status decode_entry(const struct hfeed__direct *d, uint64_t e, struct bufs *b,
-                                 unsigned char *dst, struct hfeed__err *err)
-{
-    size_t len = 0;
-    HFEED__CHECK(hfeed__chunkio_read_chunk(d, e, b->raw, &len, err));
-    if (len == 0) {
-        hfeed__chunkio_fill(d, dst, d->tile_bytes / d->elem_size);
-        return HFEED_OK;
-    }
-    if (d->pipeline.nfilters == 0) {
-        memcpy(dst, b->raw, d->tile_bytes);
-        return HFEED_OK;
-    }
-    struct hfeed__err why = {0};
-    const hfeed_status st = hfeed__codec_decode(b->codec, &d->pipeline, d->chunks[e].filter_mask,
-                                                b->raw, len, dst, b->tmp, d->tile_bytes, &why);
-    if (st == HFEED_OK) return HFEED_OK;
-    return HFEED__FAIL(err, st, "file \"%s\" dataset \"%s\" chunk %llu: %s", d->path, d->dataset,
-                       (unsigned long long)e, why.msg);
-}
-
-/* Decodes slab c of d into b->slab: its one stored chunk, or each of its tiles, placed. */
-static hfeed_status decode_slab(const struct hfeed__direct *d, uint64_t c, struct bufs *b,
-                                struct hfeed__err *err)
-{
-    if (!d->tiled) return decode_entry(d, c, b, b->slab, err);
-    for (uint64_t t = 0; t < d->tiles_per_slab; t++) {
-        HFEED__CHECK(decode_entry(d, c * d->tiles_per_slab + t, b, b->tile, err));
-        hfeed__chunkio_place_tile(d, t, b->tile, b->slab);
-    }
-    return HFEED_OK;
-}
-
 /* Decode: this thread's contiguous share of the pass's slabs, one at a time. */
 static hfeed_status run_decode(struct job *j)
 {
@@ -312,7 +277,8 @@ static hfeed_status run_decode(struct job *j)
         const struct hfeed__source *src = &r->f->sources[fi];
         const struct hfeed__direct *d = src->direct;
         const uint64_t c = s - r->slab_start[fi];
-        HFEED__CHECK(decode_slab(d, c, j->b, &j->err));
+        const struct hfeed__slab_bufs bufs = {j->b->codec, j->b->raw, j->b->tmp, j->b->tile};
+        HFEED__CHECK(hfeed__chunkio_decode_slab(d, c, &bufs, j->b->slab, NULL, &j->err));
         const uint64_t rows = min_u64(d->chunk_rows, d->nrows - c * d->chunk_rows);
         HFEED__CHECK(convert_rows(r, src, j->b->slab, j->b->out, rows, &j->err));
         j->samples += rows;
