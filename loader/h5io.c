@@ -134,15 +134,17 @@ hfeed_status hfeed__h5_file_open(const char *path, struct hfeed__h5file **out,
     HFEED__CHECK(file_new(path, &f, err));
     hfeed_status st = HFEED_OK;
     lock();
-    const htri_t is_h5 = H5Fis_hdf5(path);
-    if (is_h5 <= 0) {
-        st = is_h5 == 0 ? hfeed__err_set(err, HFEED_E_FILE, "file \"%s\": not an HDF5 file", path)
-                        : fail_h5(err, HFEED_E_FILE, "file \"%s\": not an HDF5 file", path);
-    } else {
-        f->id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f->id < 0)
-            st = fail_h5(err, HFEED_E_FILE, "file \"%s\": cannot open (truncated or damaged?)",
-                         path);
+    /* Opened first, and asked whether it is HDF5 at all only when that fails: the question opens
+     * the file once more (0.3 ms a file here). */
+    f->id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f->id < 0) {
+        /* H5Fopen's own reasons first: the next call clears HDF5's error stack. */
+        st = fail_h5(err, HFEED_E_FILE, "file \"%s\": cannot open (truncated or damaged?)", path);
+        const htri_t is_h5 = H5Fis_hdf5(path);
+        if (is_h5 == 0)
+            hfeed__err_set(err, HFEED_E_FILE, "file \"%s\": not an HDF5 file", path);
+        else if (is_h5 < 0)
+            fail_h5(err, HFEED_E_FILE, "file \"%s\": not an HDF5 file", path);
     }
     unlock();
     if (st != HFEED_OK) {
