@@ -26,6 +26,8 @@ static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
 struct hfeed__h5file {
     hid_t id;
     char *path;
+    uint64_t size; /* bytes when opened for reading (hfeed__h5_dset_read_rows checks it) */
+    int fd;        /* HDF5's own descriptor of it (sec2 driver), for fstat; -1: unknown */
 };
 
 struct hfeed__h5dset {
@@ -101,6 +103,7 @@ static hfeed_status file_new(const char *path, struct hfeed__h5file **out, struc
         return HFEED__FAIL(err, HFEED_E_NOMEM, "file \"%s\": out of memory", path);
     }
     f->id = H5I_INVALID_HID;
+    f->fd = -1;
     f->path = p;
     *out = f;
     return HFEED_OK;
@@ -132,19 +135,27 @@ hfeed_status hfeed__h5_file_open(const char *path, struct hfeed__h5file **out,
                            path, file_kind(sb.st_mode));
     struct hfeed__h5file *f = NULL;
     HFEED__CHECK(file_new(path, &f, err));
+    f->size = (uint64_t)sb.st_size;
     hfeed_status st = HFEED_OK;
     lock();
     /* Opened first, and asked whether it is HDF5 at all only when that fails: the question opens
      * the file once more (0.3 ms a file here). */
     f->id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    void *handle = NULL;
+    if (f->id >= 0 && H5Fget_vfd_handle(f->id, H5P_DEFAULT, &handle) >= 0 && handle != NULL)
+        f->fd = *(const int *)handle; /* the default (sec2) driver's handle is its descriptor */
     if (f->id < 0) {
-        /* H5Fopen's own reasons first: the next call clears HDF5's error stack. */
-        st = fail_h5(err, HFEED_E_FILE, "file \"%s\": cannot open (truncated or damaged?)", path);
+        /* H5Fopen's own reasons kept first: the next call clears HDF5's error stack. */
+        struct hfeed__err opening = {0};
+        st = fail_h5(&opening, HFEED_E_FILE, "file \"%s\": cannot open (truncated or damaged?)",
+                     path);
         const htri_t is_h5 = H5Fis_hdf5(path);
         if (is_h5 == 0)
             hfeed__err_set(err, HFEED_E_FILE, "file \"%s\": not an HDF5 file", path);
         else if (is_h5 < 0)
             fail_h5(err, HFEED_E_FILE, "file \"%s\": not an HDF5 file", path);
+        else
+            hfeed__err_set(err, HFEED_E_FILE, "%s", opening.msg);
     }
     unlock();
     if (st != HFEED_OK) {
@@ -647,7 +658,19 @@ static hfeed_status transfer_rows(struct hfeed__h5dset *d, uint64_t row, uint64_
 hfeed_status hfeed__h5_dset_read_rows(struct hfeed__h5dset *d, uint64_t row, uint64_t nrows,
                                       void *dst, struct hfeed__err *err)
 {
-    return transfer_rows(d, row, nrows, dst, NULL, HFEED_E_READ, err);
+    HFEED__CHECK(transfer_rows(d, row, nrows, dst, NULL, HFEED_E_READ, err));
+    /* HDF5 reads what lies past the end of a file as zeros (its sec2 driver), so a file
+     * truncated under the loader would deliver zeros for data: the size is checked after every
+     * read (one fstat of HDF5's descriptor; an H5Dread costs far more), and a read that may
+     * have crossed the new end is an error. */
+    struct stat sb;
+    if (d->file->fd >= 0 && fstat(d->file->fd, &sb) == 0 && (uint64_t)sb.st_size < d->file->size)
+        return HFEED__FAIL(err, HFEED_E_READ,
+                           "file \"%s\" dataset \"%s\": the file is shorter than when the loader "
+                           "opened it (%llu bytes, was %llu): truncated while being read?",
+                           d->file->path, d->name, (unsigned long long)sb.st_size,
+                           (unsigned long long)d->file->size);
+    return HFEED_OK;
 }
 
 hfeed_status hfeed__h5_dset_write_attr_f64(struct hfeed__h5dset *d, const char *name,
