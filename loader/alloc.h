@@ -12,9 +12,10 @@
 void *hfeed__alloc(size_t size);
 void *hfeed__calloc(size_t count, size_t size);
 char *hfeed__strdup(const char *s);
-/* size bytes aligned to 64 (a cache line), not zeroed but prefaulted: every page is present
- * when this returns, so the hot path that later writes it takes no first-touch fault; 2 MiB or
- * more: aligned to 2 MiB and advised MADV_HUGEPAGE first (alloc.c says why). For the buffers a
+/* size bytes aligned to 64 (a cache line), not zeroed but prefaulted: every page (of the first
+ * 64 MiB: alloc.c PREFAULT_MAX) is present when this returns, so the hot path that later writes
+ * it takes no first-touch fault; 1 MiB or more: rounded to 2 MiB pages, aligned to 2 MiB and
+ * advised MADV_HUGEPAGE first (alloc.c says why). For the buffers a
  * loader allocates at open and reuses (slots, chunk caches, scratch), never per batch.
  * Released with hfeed__free(). */
 void *hfeed__alloc_aligned(size_t size);
