@@ -7,9 +7,10 @@
  * truncated while the loader runs makes the next read of the lost bytes a clean HFEED_E_READ
  * naming the file. The file is also mapped read-only, so that mincore() can tell whether a row
  * is in the page cache (hfeed__chunkio_cached), and so that rows read one at a time can be
- * converted straight from it where the page cache holds the file in 2 MiB pages
- * (hfeed__chunkio_huge_cached; config "read_rows"; reader.c MAP_RUN_BYTES). Runs of rows never are: the first touch of a mapping costs several times more
- * on some machines than on others (reader.c PIECE_BYTES).
+ * converted straight from it where the page cache holds the file in 2 MiB pages, or the dataset
+ * is small (hfeed__chunkio_huge_cached; config "read_rows"; reader_runs.c MAP_RUN_BYTES). Runs
+ * of rows never are: the first touch of a mapping costs several times more on some machines
+ * than on others (reader_worker.h PIECE_BYTES).
  *
  * A direct source is one field in one file whose storage the path understands: contiguous, or
  * chunked in any shape, filtered at most with deflate, shuffle and fletcher32. Unwritten storage
@@ -83,7 +84,7 @@ hfeed_status hfeed__chunkio_read_rows(const struct hfeed__direct *d, uint64_t ro
 
 /* Where stored rows [row, row + n) of an unfiltered source lie in the file's mapping, when they
  * are allocated, contiguous (one chunk, or contiguous layout) and the file is mapped; else NULL.
- * Only for rows read one at a time, with "read_rows": "mapping" (reader.c); check
+ * Only for rows read one at a time, where d->rows_from_map (reader_runs.c); check
  * hfeed__chunkio_shrunk() first, once a batch. */
 const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint64_t row,
                                              uint64_t n);
@@ -93,7 +94,7 @@ const unsigned char *hfeed__chunkio_map_rows(const struct hfeed__direct *d, uint
  * another 1 MiB further must then take no page fault (getrusage counts them) in at least 3 of
  * 4. Converting rows read one at a time straight from such a mapping costs no syscall, no copy
  * and a fault per 2 MiB; from a mapping of 4 KiB pages it costs a fault per 64 KiB and a TLB
- * miss per page (reader.c MAP_RUN_BYTES has the figures). False when the mapping is not 2 MiB
+ * miss per page (reader_runs.c MAP_RUN_BYTES has the figures). False when the mapping is not 2 MiB
  * aligned, the file is under 4 MiB or too little of it is cached to tell. Touches at most 32
  * cached pages; reads nothing from the disk. */
 bool hfeed__chunkio_huge_cached(const struct hfeed__direct *d);

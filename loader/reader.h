@@ -8,7 +8,7 @@
  * Three ways a run reaches the slot, chosen per source at open (catalog):
  *   - uncompressed, direct path: pread (chunkio) straight into the slot rows when no conversion
  *     is needed; else a cache-sized piece at a time into the worker's scratch, converted from
- *     there while it is still in L2 (reader.c PIECE_BYTES). Rows read one at a time (global
+ *     there while it is still in L2 (reader_worker.h PIECE_BYTES). Rows read one at a time (global
  *     shuffle) are converted straight from the file's mapping instead where the catalog chose
  *     that for the file (chunkio.h, "rows_from_map");
  *   - compressed, direct path: each chunk the run touches is taken decoded from the shared
@@ -23,6 +23,9 @@
  *
  * Before reading a batch, a worker that finds some of its rows not in the page cache asks the
  * kernel for all of them at once, and for whole files that fit in memory (ask_ahead).
+ *
+ * Files: reader.c (threads, batches, read-ahead), reader_runs.c (one run of a batch into its
+ * slot, each way above), reader_worker.h (what the two share: the worker, the picks).
  *
  * Threads: the workers share the ring (its mutex), the catalog (read-only), the chunk cache (its
  * mutex) and h5io (its lock). Counters are per worker: counted locally, published once per batch
@@ -46,7 +49,7 @@ struct hfeed__reader_stats {
     uint64_t chunk_decodes; /* stored chunks decoded (a chunk row is several when they split
                              * samples: chunkio.h) */
     uint64_t read_ahead; /* (batch, field) pairs read ahead (reader.c ask_ahead) */
-    uint64_t mapped_rows; /* rows converted straight from the mapping (reader.c mapped_rows) */
+    uint64_t mapped_rows; /* rows converted straight from the mapping (reader_runs.c) */
 };
 
 /* Allocates nworkers workers with their scratch buffers and codecs, and the decoded-chunk cache
