@@ -8,9 +8,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 bool hfeed__chunkio_filtered(const struct hfeed__direct *d)
 {
@@ -309,17 +310,10 @@ hfeed_status hfeed__chunkio_read_chunk(const struct hfeed__direct *d, uint64_t c
     return HFEED_OK;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The clock when counting, else 0 (no clock read). */
 static uint64_t clock_if(const struct hfeed__slab_counts *counts)
 {
-    return counts != NULL ? now_ns() : 0;
+    return counts != NULL ? hfeed__now_ns() : 0;
 }
 
 /* Reads index entry e of d and undoes its filters into dst (tile_bytes), or fills dst when the
@@ -357,7 +351,7 @@ static hfeed_status decode_entry(const struct hfeed__direct *d, uint64_t e,
     if (counts != NULL) {
         counts->chunks++;
         counts->read_ns += t1 - t0;
-        counts->decode_ns += now_ns() - t1;
+        counts->decode_ns += hfeed__now_ns() - t1;
     }
     return st;
 }
@@ -371,7 +365,7 @@ hfeed_status hfeed__chunkio_decode_slab(const struct hfeed__direct *d, uint64_t 
         HFEED__CHECK(decode_entry(d, slab * d->tiles_per_slab + t, b, b->tile, counts, err));
         const uint64_t t0 = clock_if(counts);
         hfeed__chunkio_place_tile(d, t, b->tile, dst);
-        if (counts != NULL) counts->decode_ns += now_ns() - t0;
+        if (counts != NULL) counts->decode_ns += hfeed__now_ns() - t0;
     }
     return HFEED_OK;
 }

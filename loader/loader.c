@@ -10,10 +10,10 @@
  * thread (it touches only the ring, under the ring's mutex, and the atomic reference count). */
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
 #include "batch.h"
 #include "catalog.h"
+#include "clock.h"
 #include "config.h"
 #include "device.h"
 #include "error.h"
@@ -24,13 +24,6 @@
 #include "reader.h"
 #include "transform.h"
 #include "upload.h"
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 hfeed_status hfeed__loader_start_stages(struct hfeed_loader *l, struct hfeed__err *err)
 {
@@ -77,9 +70,9 @@ hfeed_status hfeed_loader_next(hfeed_loader *l, hfeed_batch **out)
     if (l->closed) return fail(l, HFEED_E_INVALID_ARG, "hfeed_loader_next: loader is closed");
     if (l->sticky != HFEED_OK) return fail(l, l->sticky, l->sticky_err.msg);
     struct hfeed__slot *slot = NULL;
-    const uint64_t t0 = now_ns();
+    const uint64_t t0 = hfeed__now_ns();
     const hfeed_status st = hfeed__ring_take(l->out, &slot);
-    l->wait_ns += now_ns() - t0;
+    l->wait_ns += hfeed__now_ns() - t0;
     if (st == HFEED_END) return fail(l, HFEED_END, "");
     if (st == HFEED_E_BUSY)
         return fail(l, st,

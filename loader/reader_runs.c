@@ -112,25 +112,25 @@ hfeed_status hfeed__reader_rows_run(struct hfeed__worker *w, const struct hfeed_
     const unsigned char *mapped;
     HFEED__CHECK(mapped_rows(w, s->direct, row, n, &mapped, err));
     if (mapped != NULL) {
-        const uint64_t t0 = hfeed__reader_now_ns();
+        const uint64_t t0 = hfeed__now_ns();
         size_t bad_row = 0;
         const unsigned char *bad_elem = NULL;
         const hfeed_status st =
             convert_run(w, f, s, p, n, in_order, mapped, dst, &bad_row, &bad_elem);
-        const uint64_t t = hfeed__reader_now_ns() - t0;
+        const uint64_t t = hfeed__now_ns() - t0;
         hfeed__reader_count(&w->local.convert_ns, t); /* the read is in it: page faults */
         hfeed__reader_count(&w->local.mapped_rows, n);
         return st == HFEED_E_RANGE ? range_error(w, f, fi, row + bad_row, bad_elem, err) : st;
     }
     if (in_order && s->conv.copy) {
         unsigned char *into = dst + p[0].pos * f->row_bytes;
-        const uint64_t t0 = hfeed__reader_now_ns();
+        const uint64_t t0 = hfeed__now_ns();
         HFEED__CHECK(fetch_rows(w, s, row, n, into, err));
-        const uint64_t t1 = hfeed__reader_now_ns();
+        const uint64_t t1 = hfeed__now_ns();
         struct hfeed__conv_counts counts = {0, 0};
         hfeed__conv_count(&s->conv, into, n * f->row_elems, &counts);
         hfeed__reader_count(&w->local.nan, counts.nan);
-        const uint64_t t2 = hfeed__reader_now_ns();
+        const uint64_t t2 = hfeed__now_ns();
         hfeed__reader_count(&w->local.read_ns, t1 - t0);
         hfeed__reader_count(&w->local.convert_ns, t2 - t1);
         return HFEED_OK;
@@ -138,14 +138,14 @@ hfeed_status hfeed__reader_rows_run(struct hfeed__worker *w, const struct hfeed_
     const size_t per = w->reader->scratch_bytes / s->stored_row_bytes; /* >= 1: sized so */
     for (size_t i = 0; i < n;) {
         const size_t take = n - i < per ? n - i : per;
-        const uint64_t t0 = hfeed__reader_now_ns();
+        const uint64_t t0 = hfeed__now_ns();
         HFEED__CHECK(fetch_rows(w, s, row + i, take, w->scratch, err));
-        const uint64_t t1 = hfeed__reader_now_ns();
+        const uint64_t t1 = hfeed__now_ns();
         size_t bad_row = 0;
         const unsigned char *bad_elem = NULL;
         const hfeed_status st =
             convert_run(w, f, s, p + i, take, in_order, w->scratch, dst, &bad_row, &bad_elem);
-        const uint64_t t2 = hfeed__reader_now_ns();
+        const uint64_t t2 = hfeed__now_ns();
         hfeed__reader_count(&w->local.read_ns, t1 - t0);
         hfeed__reader_count(&w->local.convert_ns, t2 - t1);
         if (st == HFEED_E_RANGE) return range_error(w, f, fi, row + i + bad_row, bad_elem, err);
@@ -207,7 +207,7 @@ hfeed_status hfeed__reader_chunks_run(struct hfeed__worker *w, size_t k, size_t 
             continue;
         }
         HFEED__CHECK(got);
-        const uint64_t t0 = hfeed__reader_now_ns();
+        const uint64_t t0 = hfeed__now_ns();
         const struct hfeed__pick *p = &w->picks[pick + i];
         size_t bad_row = 0;
         const unsigned char *bad_elem = NULL;
@@ -216,7 +216,7 @@ hfeed_status hfeed__reader_chunks_run(struct hfeed__worker *w, size_t k, size_t 
         /* Named while the chunk is still held: released, it may be evicted. */
         if (st != HFEED_OK) st = range_error(w, f, fi, row + i + bad_row, bad_elem, err);
         hfeed__chunkcache_release(cache, token, w->seq);
-        hfeed__reader_count(&w->local.convert_ns, hfeed__reader_now_ns() - t0);
+        hfeed__reader_count(&w->local.convert_ns, hfeed__now_ns() - t0);
         if (st != HFEED_OK) return st;
         i += take;
     }

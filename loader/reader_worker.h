@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
+#include "clock.h"
 #include "reader.h"
 
 /* Stored bytes fetched per read on the way to a conversion: small enough that the piece is
@@ -71,13 +71,6 @@ struct hfeed__reader {
     atomic_bool *asked_whole;
     size_t memory;
 };
-
-static inline uint64_t hfeed__reader_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static inline void hfeed__reader_count(uint64_t *counter, uint64_t v)
 {

@@ -38,10 +38,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "alloc.h"
 #include "chunkio.h"
+#include "clock.h"
 #include "codec.h"
 #include "convert.h"
 
@@ -81,7 +81,7 @@ struct rep {
     uint64_t pass;              /* sequential: rows of one pass; random: rows per thread at
                                  * most; decode: slabs of one pass */
     const uint64_t *slab_start; /* decode: nfiles + 1 prefix sums of the files' slabs */
-    uint64_t t0;                /* when the repetition started (now_ns) */
+    uint64_t t0;                /* when the repetition started (hfeed__now_ns) */
     uint64_t seed;
 };
 
@@ -95,13 +95,6 @@ struct job {
     struct hfeed__err err;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
     return a < b ? a : b;
@@ -109,7 +102,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 
 static bool over_budget(const struct rep *r)
 {
-    return now_ns() - r->t0 >= r->p->budget_ns;
+    return hfeed__now_ns() - r->t0 >= r->p->budget_ns;
 }
 
 hfeed_roofline_path hfeed__roofline_kind(const struct hfeed__field *f, size_t nfiles, bool random)
@@ -398,7 +391,7 @@ static hfeed_status run_rep(struct rep *r, struct job *jobs, struct bufs *bufs, 
     const unsigned nw = r->p->workers;
     unsigned started = 0;
     hfeed_status st = HFEED_OK;
-    r->t0 = now_ns();
+    r->t0 = hfeed__now_ns();
     for (; started < nw; started++) {
         struct job *j = &jobs[started];
         *j = (struct job){.r = r, .id = started, .b = &bufs[started]};
@@ -409,7 +402,7 @@ static hfeed_status run_rep(struct rep *r, struct job *jobs, struct bufs *bufs, 
     }
     for (unsigned i = 0; i < started; i++)
         pthread_join(jobs[i].th, NULL);
-    const uint64_t wall = now_ns() - r->t0;
+    const uint64_t wall = hfeed__now_ns() - r->t0;
     *samples = 0;
     for (unsigned i = 0; i < started; i++) {
         *samples += jobs[i].samples;
